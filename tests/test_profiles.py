@@ -1,0 +1,34 @@
+"""Profiles are data: same keys in every size, overrides checked."""
+
+from __future__ import annotations
+
+import pytest
+
+from rank_distillm.profiles import PROFILES, load_profile, sections
+
+
+def _shape(node):
+    if isinstance(node, dict):
+        return {k: _shape(v) for k, v in node.items() if not isinstance(v, dict) or k not in ("llm_runs",)}
+    return None
+
+
+def test_every_profile_has_the_same_fields():
+    shapes = {name: {s: set(load_profile(name)[s]) for s in sections()} for name in PROFILES}
+    assert shapes["smoke"] == shapes["cpu"] == shapes["gpu"]
+
+
+def test_override_and_unknown_field():
+    p = load_profile("smoke", {"data.max_queries": 2})
+    assert p["data"]["max_queries"] == 2
+    with pytest.raises(KeyError, match="unknown field"):
+        load_profile("smoke", {"data.max_querys": 2})
+
+
+def test_yaml_profile_file(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("base: smoke\ndata:\n  max_queries: 1\n")
+    p = load_profile(str(path))
+    assert p["data"]["max_queries"] == 1 and p["data"]["depth"] == load_profile("smoke")["data"]["depth"]
+    with pytest.raises(ValueError, match="unknown profile"):
+        load_profile("huge")
