@@ -32,3 +32,17 @@ def test_yaml_profile_file(tmp_path):
     assert p["data"]["max_queries"] == 1 and p["data"]["depth"] == load_profile("smoke")["data"]["depth"]
     with pytest.raises(ValueError, match="unknown profile"):
         load_profile("huge")
+
+
+def test_environment_replaces_only_the_default(monkeypatch, tmp_path):
+    import rank_distillm.profiles as profiles
+
+    variant = tmp_path / "tiny.yaml"
+    variant.write_text("base: smoke\ndata:\n  max_queries: 2\n")
+    monkeypatch.setenv(profiles.PROFILE_ENV, str(variant))
+    assert load_profile()["data"]["max_queries"] == 2
+    assert load_profile("cpu")["data"]["max_queries"] == 2  # "cpu" is the default
+    assert load_profile("smoke")["data"]["max_queries"] == load_profile("smoke", {})["data"]["max_queries"]
+    monkeypatch.setattr(profiles, "VARIANT_DIR", tmp_path)
+    monkeypatch.delenv(profiles.PROFILE_ENV)
+    assert load_profile("tiny")["data"]["max_queries"] == 2

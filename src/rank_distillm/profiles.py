@@ -9,21 +9,30 @@ the three sizes side by side::
     gpu:     {...}                    # the paper's setup, for Colab or a cluster
 
 ``load_profile("cpu")["data"]["max_queries"]``. Code reads values, never the name.
-A profile name may also be the path of a YAML file of the same shape (``{section: {...}}``),
-which is laid over the ``base`` profile it names (``base: cpu``, default ``cpu``).
+
+Variants are YAML files of the shape ``{base: gpu, section: {field: value}}``, laid over
+the ``base`` profile (default ``cpu``): the named ones live in ``profiles/variants/``
+(``load_profile("colab")``), and any other file can be named by its path.
+
+The environment variable ``RANK_DISTILLM_PROFILE`` replaces the *default* profile only
+(the Colab set-up cell sets it when a GPU is attached); an explicit ``smoke`` or ``gpu``
+is kept.
 """
 
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
+VARIANT_DIR = PROFILE_DIR / "variants"
 PROFILES = ("smoke", "cpu", "gpu")
 DEFAULT_PROFILE = "cpu"
+PROFILE_ENV = "RANK_DISTILLM_PROFILE"
 
 
 def sections() -> list[str]:
@@ -59,6 +68,8 @@ def load_profile(name: str = DEFAULT_PROFILE, overrides: dict[str, Any] | None =
     ``overrides`` maps dotted fields to values, e.g. ``{"training.epochs": 1}``; an unknown
     field is an error (a typo must not silently keep the default).
     """
+    if name == DEFAULT_PROFILE and os.environ.get(PROFILE_ENV):
+        name = os.environ[PROFILE_ENV]
     if name in PROFILES:
         profile = {}
         for path in sorted(PROFILE_DIR.glob("*.yaml")):
@@ -68,9 +79,12 @@ def load_profile(name: str = DEFAULT_PROFILE, overrides: dict[str, Any] | None =
             profile[path.stem] = table[name]
         profile["name"] = name
     else:
-        path = Path(name)
+        path = VARIANT_DIR / f"{name}.yaml"
         if not path.is_file():
-            raise ValueError(f"unknown profile {name!r}: use one of {PROFILES} or the path of a YAML file")
+            path = Path(name)
+        if not path.is_file():
+            variants = sorted(p.stem for p in VARIANT_DIR.glob("*.yaml"))
+            raise ValueError(f"unknown profile {name!r}: use one of {PROFILES + tuple(variants)} or the path of a YAML file")
         custom = yaml.safe_load(path.read_text()) or {}
         base = load_profile(custom.pop("base", DEFAULT_PROFILE))
         profile = _merge(base, custom)
