@@ -13,7 +13,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 export RANK_DISTILLM_CACHE ?= $(CURDIR)/.cache
 
-.PHONY: env data test book book-clean notebooks-smoke bench clean
+.PHONY: env data test book book-clean notebooks-smoke bench clean chromium browser-test
 
 env: $(STAMP)
 
@@ -32,8 +32,23 @@ $(DATA_STAMP): $(STAMP)
 	$(BIN)/rank-distillm data --check
 	touch $@
 
-test: $(STAMP) $(DATA_STAMP)
-	$(BIN)/python -m pytest -q
+SMOKE := _build/smoke
+
+# The unit tests and every chapter with profile=smoke (papermill); then the smoke book is
+# rendered from those executed chapters and opened in headless Chromium.
+test: $(STAMP) $(DATA_STAMP) chromium
+	rm -rf $(SMOKE)
+	NOTEBOOK_OUTPUT_DIR=$(SMOKE)/notebooks $(BIN)/python -m pytest -q
+	$(BIN)/python -m tests.smoke_book $(SMOKE)
+	$(BIN)/jupyter-book build $(SMOKE) -W -n --keep-going -q
+	BOOK_HTML=$(SMOKE)/_build/html BOOK_SCREENSHOTS=$(SMOKE)/screenshots $(BIN)/python -m pytest -q -m browser
+
+chromium:
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || \
+	  (echo "Chromium is needed for the browser test: install Debian's chromium package" && false)
+
+browser-test: $(STAMP)
+	$(BIN)/python -m pytest -q -m browser
 
 notebooks-smoke: $(STAMP) $(DATA_STAMP)
 	$(BIN)/python -m pytest -q -m notebook

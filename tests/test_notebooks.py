@@ -40,10 +40,12 @@ def test_has_parameters_and_colab_cells(path):
 def test_runs_with_smoke_profile(path, tmp_path):
     import papermill
 
+    out_dir = Path(os.environ.get("NOTEBOOK_OUTPUT_DIR", tmp_path))
+    out_dir.mkdir(parents=True, exist_ok=True)
     env_before = dict(os.environ)
     try:
         papermill.execute_notebook(
-            str(path), str(tmp_path / path.name), parameters={"profile": "smoke"},
+            str(path), str(out_dir / path.name), parameters={"profile": "smoke"},
             cwd=str(path.parent), kernel_name="python3", progress_bar=False,
         )
     finally:
