@@ -1,0 +1,525 @@
+"""Training lists: teacher rankings, relevance labels and the released data as listwise data.
+
+Every builder returns a :class:`datasets.Dataset` in the listwise format of
+sentence-transformers' cross-encoder losses, one row per list::
+
+    query: str, docs: list[str], labels: list[float], qid: str, docids: list[str]
+
+* :func:`distillation_lists` - stage 2 of Rank-DistiLLM: a teacher's ranking of the
+  first-stage candidates, cut to a ``depth``, sampled and turned into targets
+  (``depth - rank + 1`` as in the paper, ``1/(rank+1)`` as in RankGPT, or the teacher's
+  scores).
+* :func:`relevance_lists` - stage 1: one judged-relevant passage plus ``negatives``
+  non-relevant ones from the first-stage top-k (the paper's ``single_relevant``
+  sampling, 1 + 7); :func:`triples_lists` - the same shape from MS MARCO training
+  triples; :func:`graded_lists` - the first-stage list with its graded qrels as labels.
+* :func:`released_lists` - the published Rank-DistiLLM files (parquet ``qid, docno,
+  score``) with passages from ``ir_datasets``.
+
+Lists are deterministic for a given ``seed``. Bad input (a teacher passage that the
+candidates lack, a depth deeper than a list) is a :class:`data.DataError` naming the file
+and line.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from . import data
+from .data import Candidates, DataError, Run
+
+SAMPLINGS = ("top", "random", "hard")
+LABELS = ("rank", "reciprocal", "score")
+COLUMNS = ("query", "docs", "labels", "qid", "docids")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _as_run(run: Run | str | os.PathLike) -> Run:
+    return run if isinstance(run, Run) else data.read_run(run)
+
+
+def _to_dataset(rows: list[dict]):
+    import datasets
+
+    columns = {name: [row[name] for row in rows] for name in COLUMNS}
+    features = datasets.Features(
+        {
+            "query": datasets.Value("string"),
+            "docs": datasets.Sequence(datasets.Value("string")),
+            "labels": datasets.Sequence(datasets.Value("float64")),
+            "qid": datasets.Value("string"),
+            "docids": datasets.Sequence(datasets.Value("string")),
+        }
+    )
+    return datasets.Dataset.from_dict(columns, features=features)
+
+
+def _rng(seed: int, qid: str) -> random.Random:
+    """A generator per query, so a list does not depend on which other queries are built."""
+    return random.Random(f"{seed}:{qid}")
+
+
+def target(rank: int, depth: int, labels: str, score: float | None = None) -> float:
+    """The training target of the passage at 1-based teacher ``rank``.
+
+    ``rank``: ``depth - rank + 1`` (rank 1 -> depth, the paper's); ``reciprocal``:
+    ``1 / (rank + 1)`` (RankGPT's); ``score``: the teacher's own score.
+    """
+    if labels == "rank":
+        return float(depth - rank + 1)
+    if labels == "reciprocal":
+        return 1.0 / (rank + 1)
+    if labels == "score":
+        if score is None:
+            raise ValueError("labels='score' needs the teacher's scores")
+        return float(score)
+    raise ValueError(f"labels: unknown label transform {labels!r} (use one of {', '.join(LABELS)})")
+
+
+# --------------------------------------------------------------------------- distillation
+
+
+def distillation_lists(
+    teacher_run: Run | str | os.PathLike,
+    candidates: Sequence[Candidates],
+    *,
+    depth: int = 100,
+    per_list: int | None = None,
+    sampling: str = "top",
+    labels: str = "rank",
+    seed: int = 42,
+):
+    """Training lists from a teacher's ranking of the first-stage candidates.
+
+    One list per query that both the candidates and the teacher run hold, in the
+    candidates' order. The teacher's top ``depth`` passages are kept; then
+
+    * ``sampling="top"``: the first ``per_list`` of them (all when ``per_list`` is None);
+    * ``"random"``: ``per_list`` of them drawn at random, listed in teacher order;
+    * ``"hard"``: all ``depth`` of them plus ``per_list - depth`` first-stage hard negatives:
+      the best-ranked candidates (first-stage order) that the teacher put below ``depth``,
+      with target 0 (below the cut).
+
+    Targets follow :func:`target` on the teacher's rank (``labels``). A teacher passage
+    that the candidates lack, or a ``depth`` deeper than a teacher list, is a
+    :class:`DataError` naming the run file and line.
+    """
+    if sampling not in SAMPLINGS:
+        raise ValueError(f"sampling: unknown sampling {sampling!r} (use one of {', '.join(SAMPLINGS)})")
+    if labels not in LABELS:
+        raise ValueError(f"labels: unknown label transform {labels!r} (use one of {', '.join(LABELS)})")
+    if depth < 1:
+        raise ValueError(f"depth must be at least 1, got {depth}")
+    if per_list is not None and per_list < 1:
+        raise ValueError(f"per_list must be at least 1, got {per_list}")
+    if sampling in ("top", "random") and per_list is not None and per_list > depth:
+        raise ValueError(f"sampling={sampling!r}: per_list ({per_list}) is larger than depth ({depth})")
+    if sampling == "random" and per_list is None:
+        raise ValueError("sampling='random' needs per_list (how many of the top-depth passages to draw)")
+    if sampling == "hard" and (per_list is None or per_list <= depth):
+        raise ValueError(
+            f"sampling='hard' needs per_list larger than depth ({depth}): the list holds the "
+            f"teacher's top-{depth} plus per_list - depth first-stage hard negatives"
+        )
+    run = _as_run(teacher_run)
+    common = [c for c in candidates if c.qid in run]
+    if not common:
+        raise DataError(
+            f"{run.where(next(iter(run)))}: the teacher run shares no query with the candidates "
+            f"(run: {len(run)} queries, candidates: {len(candidates)})"
+        )
+    rows = []
+    for cand in common:
+        text_of = dict(zip(cand.docids, cand.texts))
+        ranking = list(run[cand.qid].items())
+        if len(ranking) < depth:
+            raise DataError(
+                f"{run.where(cand.qid)}: depth {depth} is larger than the teacher's list for "
+                f"query {cand.qid} ({len(ranking)} passages)"
+            )
+        for docid, _ in ranking:
+            if docid not in text_of:
+                raise DataError(
+                    f"{run.where(cand.qid, docid)}: the teacher ranked passage {docid} for query "
+                    f"{cand.qid}, but it is not among that query's {len(cand)} candidates"
+                )
+        top = [(rank, docid, score) for rank, (docid, score) in enumerate(ranking[:depth], start=1)]
+        if sampling == "top":
+            chosen = top[: per_list or None]
+        elif sampling == "random":
+            picked = sorted(_rng(seed, cand.qid).sample(range(depth), per_list))
+            chosen = [top[i] for i in picked]
+        else:
+            kept = {docid for _, docid, _ in top}
+            below = [d for d in cand.docids if d not in kept][: per_list - depth]
+            if len(below) < per_list - depth:
+                raise DataError(
+                    f"{run.where(cand.qid)}: query {cand.qid} has {len(below)} candidates below the "
+                    f"teacher's top-{depth}, fewer than the {per_list - depth} hard negatives asked for"
+                )
+            chosen = top + [(None, d, None) for d in below]
+        rows.append(
+            {
+                "query": cand.query,
+                "docs": [text_of[d] for _, d, _ in chosen],
+                "labels": [0.0 if r is None else target(r, depth, labels, s) for r, _, s in chosen],
+                "qid": cand.qid,
+                "docids": [d for _, d, _ in chosen],
+            }
+        )
+    return _to_dataset(rows)
+
+
+# --------------------------------------------------------------------------- relevance labels
+
+
+def graded_lists(dataset_id: str, candidates: Sequence[Candidates], *, per_list: int | None = None, seed: int = 42):
+    """The first-stage lists with their graded qrels as labels (unjudged passages: 0).
+
+    ``per_list`` draws that many passages of each list at random (kept in first-stage
+    order); None keeps the whole list. Queries without judgements are left out.
+    """
+    qrels = data.load_qrels(dataset_id)
+    rows = []
+    for cand in candidates:
+        if cand.qid not in qrels:
+            continue
+        idx = list(range(len(cand)))
+        if per_list is not None and per_list < len(cand):
+            idx = sorted(_rng(seed, cand.qid).sample(idx, per_list))
+        grades = qrels[cand.qid]
+        rows.append(
+            {
+                "query": cand.query,
+                "docs": [cand.texts[i] for i in idx],
+                "labels": [float(grades.get(cand.docids[i], 0)) for i in idx],
+                "qid": cand.qid,
+                "docids": [cand.docids[i] for i in idx],
+            }
+        )
+    if not rows:
+        raise DataError(f"none of the {len(candidates)} candidate queries has judgements in {dataset_id}")
+    return _to_dataset(rows)
+
+
+def relevance_lists(
+    dataset_id: str,
+    candidates: Sequence[Candidates],
+    *,
+    negatives: int = 7,
+    min_grade: int = 2,
+    per_positive: bool = False,
+    seed: int = 42,
+):
+    """Stage-1 lists: 1 judged-relevant passage + ``negatives`` non-relevant ones.
+
+    The paper's ``single_relevant`` sampling (1 + 7 from the first-stage top-200). The
+    positive is a candidate judged ``>= min_grade`` (2 is TREC DL's "relevant"; use 1 for
+    MS MARCO's binary qrels), drawn at random, or one list per such positive with
+    ``per_positive=True``. Negatives are drawn at random from the candidates judged 0 or
+    unjudged (grades between 0 and ``min_grade`` are neither). Labels: ``[1, 0, ...]``.
+    Queries without a relevant candidate are left out; a query with too few negatives is
+    a :class:`DataError`.
+    """
+    if negatives < 1:
+        raise ValueError(f"negatives must be at least 1, got {negatives}")
+    qrels = data.load_qrels(dataset_id)
+    rows = []
+    for cand in candidates:
+        grades = qrels.get(cand.qid, {})
+        positives = [i for i, d in enumerate(cand.docids) if grades.get(d, 0) >= min_grade]
+        pool = [i for i, d in enumerate(cand.docids) if grades.get(d, 0) <= 0]
+        if not positives:
+            continue
+        if len(pool) < negatives:
+            raise DataError(
+                f"query {cand.qid} of {dataset_id}: only {len(pool)} non-relevant candidates, "
+                f"fewer than the {negatives} negatives asked for"
+            )
+        rng = _rng(seed, cand.qid)
+        chosen = positives if per_positive else [rng.choice(positives)]
+        for pos in chosen:
+            idx = [pos] + rng.sample(pool, negatives)
+            rows.append(
+                {
+                    "query": cand.query,
+                    "docs": [cand.texts[i] for i in idx],
+                    "labels": [1.0] + [0.0] * negatives,
+                    "qid": cand.qid,
+                    "docids": [cand.docids[i] for i in idx],
+                }
+            )
+    if not rows:
+        raise DataError(f"no candidate list of {dataset_id} holds a passage judged >= {min_grade}")
+    return _to_dataset(rows)
+
+
+class _FileStreamer:
+    """The ``streamer`` interface (``.stream()``) that ir_datasets' encoding fix reads."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def stream(self):
+        return open(self.path, "rb")
+
+
+def fix_msmarco_encoding(lines: Iterable[bytes] | Path) -> Iterable[str]:
+    """MS MARCO's raw text with its mojibake repaired exactly as ``ir_datasets`` does.
+
+    The raw MS MARCO files mix proper UTF-8 with UTF-8 that was decoded as latin-1 and
+    encoded again (``donâ€™t``); ``ir_datasets`` repairs its msmarco-passage collection
+    with ``FixEncoding`` (short runs of 0x80-0xFF characters re-read as UTF-8). This
+    reuses that class, so texts match the ``ir_datasets`` passages byte for byte.
+    """
+    from ir_datasets.datasets.msmarco_passage import FixEncoding
+
+    if isinstance(lines, (str, Path)):
+        streamer = _FileStreamer(Path(lines))
+    else:
+        import io
+
+        blob = b"".join(lines)
+        streamer = type("_Bytes", (), {"stream": lambda self: io.BytesIO(blob)})()
+    for line in FixEncoding(streamer):
+        yield line.decode("utf-8")
+
+
+def triples_lists(path: str | os.PathLike, *, limit: int | None = None):
+    """MS MARCO training triples (``query \\t positive \\t negative``) as lists, labels [1, 0].
+
+    The text is repaired with :func:`fix_msmarco_encoding`. Triples have no ids: ``qid``
+    is ``line-N`` and ``docids`` are ``line-N-pos`` / ``line-N-neg``. A line without three
+    tab-separated fields is a :class:`DataError` naming the file and line.
+    """
+    path = data.resolve_path(path)
+    if not path.is_file():
+        raise DataError(f"triples file not found: {path}")
+    rows = []
+    for n, line in enumerate(fix_msmarco_encoding(path), start=1):
+        if limit is not None and len(rows) >= limit:
+            break
+        line = line.rstrip("\r\n")
+        if not line.strip():
+            continue
+        parts = line.split("\t")
+        if len(parts) != 3:
+            raise DataError(f"{path} line {n}: expected 3 tab-separated fields 'query, positive, negative', got {len(parts)}")
+        query, positive, negative = parts
+        rows.append(
+            {
+                "query": query,
+                "docs": [positive, negative],
+                "labels": [1.0, 0.0],
+                "qid": f"line-{n}",
+                "docids": [f"line-{n}-pos", f"line-{n}-neg"],
+            }
+        )
+    if not rows:
+        raise DataError(f"{path}: no triples")
+    return _to_dataset(rows)
+
+
+# --------------------------------------------------------------------------- released data
+
+
+RELEASED_URL = "hf://datasets/webis/rank-distillm/__rankzephyr-colbert-10000-sampled-100__msmarco-passage-train-judged.parquet"
+
+
+def _released_file(spec: str | os.PathLike) -> Path:
+    """A local path, or ``hf://datasets/OWNER/NAME/FILE`` fetched (and cached) by huggingface_hub."""
+    text = str(spec)
+    if not text.startswith("hf://"):
+        return data.resolve_path(text)
+    parts = text[len("hf://"):].split("/", 3)
+    if len(parts) != 4 or parts[0] != "datasets":
+        raise DataError(f"released data {text!r}: expected hf://datasets/OWNER/NAME/FILE")
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return Path(hf_hub_download(repo_id=f"{parts[1]}/{parts[2]}", filename=parts[3], repo_type="dataset"))
+    except Exception as error:  # offline, unknown repo or file: say which
+        raise DataError(f"released data {text!r} could not be fetched from the hub: {error}") from error
+
+
+def read_released(parquet_path: str | os.PathLike) -> Run:
+    """A released Rank-DistiLLM parquet file (``qid, docno, score``) as a teacher :class:`Run`.
+
+    ``parquet_path`` is a path or ``hf://datasets/OWNER/NAME/FILE`` (e.g. :data:`RELEASED_URL`,
+    the paper's main file: RankZephyr over the ColBERTv2 top-100 of 10,000 queries).
+
+    Each query's passages are ordered by score, highest first. Missing columns, or a
+    passage listed twice for a query, are :class:`DataError`s naming the file (and row).
+    """
+    import pyarrow.parquet as pq
+
+    path = _released_file(parquet_path)
+    if not path.is_file():
+        raise DataError(f"released data file not found: {path}")
+    table = pq.read_table(path)
+    missing = [c for c in ("qid", "docno", "score") if c not in table.column_names]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {', '.join(missing)} (has {', '.join(table.column_names)})")
+    rows: dict[str, list[tuple[float, int, str]]] = {}
+    run = Run(source=str(path))
+    qids, docnos, scores = (table.column(c).to_pylist() for c in ("qid", "docno", "score"))
+    for n, (qid, docno, score) in enumerate(zip(qids, docnos, scores)):
+        qid, docno = str(qid), str(docno)
+        if (qid, docno) in run.line_of:
+            raise DataError(f"{path} row {n}: passage {docno} listed twice for query {qid}")
+        run.line_of[(qid, docno)] = n
+        rows.setdefault(qid, []).append((float(score), n, docno))
+    for qid, items in rows.items():
+        items.sort(key=lambda t: (-t[0], t[1]))
+        run[qid] = {docno: score for score, _, docno in items}
+    return run
+
+
+def released_lists(
+    parquet_path: str | os.PathLike,
+    queries: str | dict[str, str] = "msmarco-passage/train/judged",
+    *,
+    docs_dataset_id: str = "msmarco-passage",
+    max_queries: int | None = None,
+    depth: int = 100,
+    per_list: int | None = None,
+    sampling: str = "top",
+    labels: str = "rank",
+    seed: int = 42,
+):
+    """The released Rank-DistiLLM data (``webis/rank-distillm`` parquet) as training lists.
+
+    ``queries`` is an ``ir_datasets`` id or a ``{qid: text}`` dict; passages come from
+    ``docs_dataset_id``'s docs store. The teacher's list is its own candidate list (the
+    files hold no first-stage ranks), so ``sampling="hard"`` is not available here.
+    Otherwise the lists are those of :func:`distillation_lists`.
+    """
+    if sampling == "hard":
+        raise ValueError("sampling='hard' needs first-stage candidates, which the released files do not hold")
+    run = read_released(parquet_path)
+    texts = data.load_queries(queries) if isinstance(queries, str) else dict(queries)
+    qids = list(run)[:max_queries] if max_queries else list(run)
+    store = data.docs_store(docs_dataset_id)
+    candidates = []
+    for qid in qids:
+        if qid not in texts:
+            raise DataError(f"{run.where(qid)}: query {qid} has no text in {queries if isinstance(queries, str) else 'the queries given'}")
+        docids = list(run[qid])
+        passages = []
+        for docid in docids:
+            try:
+                passages.append(store.get(docid).text)
+            except KeyError:
+                raise DataError(f"{run.where(qid, docid)}: passage {docid} is not in the docs store of {docs_dataset_id}") from None
+        candidates.append(Candidates(qid=qid, query=texts[qid], docids=docids, texts=passages, scores=list(run[qid].values())))
+    return distillation_lists(run, candidates, depth=depth, per_list=per_list, sampling=sampling, labels=labels, seed=seed)
+
+
+# --------------------------------------------------------------------------- summaries
+
+
+def summary(dataset) -> dict:
+    """Queries, lists, passages per list (min/mean/max) and the label range of a dataset."""
+    lengths = [len(d) for d in dataset["docids"]]
+    labels = [x for row in dataset["labels"] for x in row]
+    if not lengths:
+        raise ValueError("the dataset holds no lists")
+    return {
+        "lists": len(lengths),
+        "queries": len(set(dataset["qid"])),
+        "passages_per_list_min": min(lengths),
+        "passages_per_list_mean": round(sum(lengths) / len(lengths), 2),
+        "passages_per_list_max": max(lengths),
+        "passages": sum(lengths),
+        "label_min": min(labels),
+        "label_max": max(labels),
+    }
+
+
+def list_table(dataset, teacher_run: Run | str | os.PathLike | None = None, candidates: Sequence[Candidates] = (), qrels: dict | None = None):
+    """One row per passage of every list: position, label, teacher rank, first-stage rank, grade.
+
+    A ``pandas.DataFrame`` for looking at lists: ``teacher_rank`` from ``teacher_run``,
+    ``first_stage_rank`` from ``candidates`` and ``qrel`` (None when unjudged) from ``qrels``,
+    each column present only when its source is given.
+    """
+    import pandas as pd
+
+    run = _as_run(teacher_run) if teacher_run is not None else None
+    first = {c.qid: {d: i for i, d in enumerate(c.docids, start=1)} for c in candidates}
+    records = []
+    for row in dataset:
+        qid = row["qid"]
+        teacher = {d: i for i, d in enumerate(run[qid], start=1)} if run is not None and qid in run else {}
+        for pos, (docid, label, text) in enumerate(zip(row["docids"], row["labels"], row["docs"]), start=1):
+            record = {"qid": qid, "query": row["query"], "position": pos, "docid": docid, "label": label}
+            if run is not None:
+                record["teacher_rank"] = teacher.get(docid)
+            if candidates:
+                record["first_stage_rank"] = first.get(qid, {}).get(docid)
+            if qrels is not None:
+                record["qrel"] = qrels.get(qid, {}).get(docid)
+            record["passage"] = text
+            records.append(record)
+    return pd.DataFrame.from_records(records)
+
+
+# --------------------------------------------------------------------------- saving and the CLI
+
+
+def save_dataset(dataset, out: str | os.PathLike) -> Path:
+    """``dataset.save_to_disk`` into a temporary folder beside ``out``, then renamed into place."""
+    import shutil
+    import tempfile
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    try:
+        dataset.save_to_disk(str(tmp / "data"))
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp / "data", out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def add_build_dataset_arguments(parser) -> None:
+    parser.add_argument("--dataset", required=True, help="ir_datasets id of the queries (and qrels), e.g. msmarco-passage/trec-dl-2020/judged")
+    parser.add_argument("--teacher", help="the teacher's run (a TREC run file or irds:ID); with --released, omit")
+    parser.add_argument("--candidates", help="the first-stage run whose passages the teacher re-ranked")
+    parser.add_argument("--released", help="a released Rank-DistiLLM parquet file (qid, docno, score) instead of --teacher/--candidates")
+    parser.add_argument("--candidates-depth", type=int, default=None, help="cut the first-stage lists to this depth (default: all)")
+    parser.add_argument("--max-queries", type=int, default=None, help="build lists for the first N queries only")
+    parser.add_argument("--depth", type=int, default=100, help="the teacher's top-k that is kept (default 100)")
+    parser.add_argument("--per-list", type=int, default=None, help="passages per list (default: the whole top-depth)")
+    parser.add_argument("--sampling", choices=SAMPLINGS, default="top")
+    parser.add_argument("--labels", choices=LABELS, default="rank")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--out", required=True, help="folder for the saved datasets.Dataset")
+
+
+def build_dataset_command(args) -> int:
+    options = dict(depth=args.depth, per_list=args.per_list, sampling=args.sampling, labels=args.labels, seed=args.seed)
+    if args.released:
+        dataset = released_lists(args.released, args.dataset, max_queries=args.max_queries, **options)
+    else:
+        if not (args.teacher and args.candidates):
+            raise ValueError("build-dataset needs --teacher and --candidates (or --released)")
+        candidates = data.load_candidates(args.dataset, args.candidates, depth=args.candidates_depth, max_queries=args.max_queries)
+        dataset = distillation_lists(args.teacher, candidates, **options)
+    out = save_dataset(dataset, args.out)
+    info = summary(dataset)
+    print(f"wrote {out}")
+    print(
+        f"{info['queries']} queries, {info['lists']} lists, passages per list "
+        f"{info['passages_per_list_min']}-{info['passages_per_list_max']} (mean {info['passages_per_list_mean']}), "
+        f"labels {info['label_min']:g}..{info['label_max']:g}"
+    )
+    return 0
