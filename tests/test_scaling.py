@@ -1,0 +1,190 @@
+"""Scaling: the gpu profile resolves, the budget arithmetic, dtype choice, and the cluster scripts' commands."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from rank_distillm import scaling
+from rank_distillm.profiles import load_profile
+from rank_distillm.teacher import shards
+from rank_distillm.teacher.log import read_log
+
+from .conftest import REPO
+
+CLUSTER = REPO / "cluster"
+T4 = {"name": "Tesla T4", "memory_gib": 15.0, "capability": "7.5", "bf16": False}
+A100 = {"name": "NVIDIA A100-SXM4-80GB", "memory_gib": 79.3, "capability": "8.0", "bf16": True}
+
+
+@pytest.mark.parametrize("name", ["gpu", "colab"])
+def test_gpu_profiles_resolve_to_the_papers_setting(name):
+    p = load_profile(name)
+    s = p["scaling"]
+    assert s["train_dataset"] == "msmarco-passage/train/judged"
+    assert s["teacher_model"] == "castorini/rank_zephyr_7b_v1_full"
+    assert s["student_model"] == "google/electra-base-discriminator"
+    assert (s["queries"], s["depth"], s["window"], s["stride"]) == (10000, 100, 20, 10)
+    assert s["stage1"] == {"steps": 20000, "queries_per_step": 32, "passages_per_query": 8}
+    assert s["stage2"] == {"epochs": 3, "queries_per_step": 32}
+    b = scaling.batch_arithmetic(32, s["per_device_queries"], s["grad_accum"], s["train_devices"])
+    assert b["queries_per_step"] == 32
+    assert p["data"]["datasets"]["dl19"] == "msmarco-passage/trec-dl-2019/judged"
+
+
+def test_colab_variant_only_sets_fields_the_gpu_profile_has():
+    import yaml
+
+    variant = yaml.safe_load((REPO / "src/rank_distillm/profiles/variants/colab.yaml").read_text())
+    gpu = load_profile("gpu")
+    assert variant.pop("base") == "gpu"
+    for section, fields in variant.items():
+        unknown = set(fields) - set(gpu[section])
+        assert not unknown, f"colab.yaml sets {section}.{sorted(unknown)}, which the gpu profile lacks"
+    c = load_profile("colab")
+    assert c["scaling"]["train_devices"] == 1
+    assert (c["training"]["queries_per_batch"], c["training"]["gradient_accumulation_steps"]) == (
+        c["scaling"]["per_device_queries"], c["scaling"]["grad_accum"])
+
+
+def test_batch_arithmetic_names_the_fix():
+    with pytest.raises(ValueError, match="= 24, but an optimizer step needs 32 queries; use gradient accumulation 4"):
+        scaling.batch_arithmetic(32, 2, 3, 4)
+
+
+def test_dtype_choice():
+    assert scaling.choose_dtype("auto", [A100]) == "bfloat16"
+    assert scaling.choose_dtype("auto", [T4]) == "float16"
+    assert scaling.choose_dtype("auto", [A100, T4]) == "float16"
+    assert scaling.choose_dtype("auto", []) == "float32"
+    assert scaling.choose_dtype("bf16", [T4]) == "bfloat16"
+    assert scaling.trainer_precision("auto", [T4]) == {"bf16": False, "fp16": True}
+    with pytest.raises(ValueError, match="dtype 'half'"):
+        scaling.choose_dtype("half")
+
+
+def test_windows_per_query_matches_the_stored_log(data_dir):
+    records = read_log(data_dir / "teacher-logs/trec-dl-2020/rankvicuna-7b.windows.dl20.jsonl")
+    per_query = len(records) / len({r["qid"] for r in records})
+    assert scaling.windows_per_query(100, 20, 10) == per_query == 9
+    assert scaling.windows_per_query(50, 20, 10) == 4
+    assert scaling.windows_per_query(20, 20, 10) == 1
+
+
+def test_budget_by_hand():
+    settings = dict(load_profile("gpu")["scaling"], teacher_devices=4, train_devices=2)
+    table = scaling.budget_table(settings, scaling.Throughput(2.5, 500.0, "hand"), queries=1000, depth=100)
+    assert table.loc["teacher labels", "device hours"] == pytest.approx(1000 * 9 / 2.5 / 3600)
+    assert table.loc["teacher labels", "wall hours"] == pytest.approx(1000 * 9 / 2.5 / 3600 / 4)
+    assert table.loc["student stage 1", "device hours"] == pytest.approx(20000 * 32 * 8 / 500 / 3600)
+    assert table.loc["student stage 2", "device hours"] == pytest.approx(3 * 1000 * 100 / 500 / 3600)
+    assert table.loc["student stage 2", "work"].startswith(f"{3 * 32:,} steps")  # ceil(1000 / 32) = 32 per epoch
+    assert table.loc["total", "device hours"] == pytest.approx(table["device hours"].iloc[:3].sum())
+
+
+def test_roofline_by_hand():
+    s = load_profile("gpu")["scaling"]
+    gpu = {"name": "X", "bf16_tflops": 100, "memory_bandwidth_gbs": 1000, "memory_gib": 80}
+    t = scaling.roofline_throughput(s, gpu)
+    peak = 100e12 * s["mfu"]
+    window_s = (2 * s["teacher_params"] * s["prompt_tokens_per_window"] / peak
+                + s["generated_tokens_per_window"] * 2 * s["teacher_params"] / 1e12 / s["decode_batch"])
+    assert t.teacher_windows_per_s == pytest.approx(1 / window_s)
+    assert t.student_pairs_per_s == pytest.approx(peak / (6 * s["student_params"] * 288))
+    assert "estimate" in t.source
+
+
+def test_measure_student_training_runs_real_steps(minilm_path):
+    m = scaling.measure_student_training(minilm_path, steps=1, queries=2, passages=2, max_length=16)
+    assert m["pairs"] == 4 and m["seconds"] > 0 and m["pairs_per_s"] == pytest.approx(4 / m["seconds"])
+    assert m["device"] == "cpu" and m["dtype"] == "float32" and 2e7 < m["parameters"] < 3e7
+
+
+def test_check_command_prints_the_batch_split(capsys):
+    assert scaling.main(["check", "--profile", "gpu"]) == 0
+    out = capsys.readouterr().out
+    assert "4 queries/device x 2 accumulation x 4 devices = 32 queries" in out and "teacher labels" in out
+
+
+# --------------------------------------------------------------------------- cluster scripts
+
+
+def _fake_bin(tmp_path: Path) -> Path:
+    """``python``, ``accelerate`` and ``sbatch`` that record their arguments, one line each call."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("python", "accelerate", "sbatch"):
+        (bin_dir / name).write_text(f'#!/bin/bash\nprintf "%q " {name} "$@" >> "{tmp_path}/calls"\necho >> "{tmp_path}/calls"\necho 42\n')
+        (bin_dir / name).chmod(0o755)
+    return bin_dir
+
+
+def _calls(tmp_path):
+    return [shlex.split(line) for line in (tmp_path / "calls").read_text().splitlines()]
+
+
+def _run(script, tmp_path, **env):
+    full = {**os.environ, "PATH": f"{_fake_bin(tmp_path)}:{os.environ['PATH']}", **env}
+    return subprocess.run(["bash", str(script)], cwd=tmp_path, env=full, capture_output=True, text=True, check=True)
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in CLUSTER.glob("*.s*")))
+def test_scripts_are_valid_bash(script):
+    subprocess.run(["bash", "-n", str(CLUSTER / script)], check=True)
+
+
+def test_teacher_job_runs_its_shard_with_vllm(tmp_path):
+    _run(CLUSTER / "teacher.slurm", tmp_path, SLURM_ARRAY_TASK_ID="3", SLURM_ARRAY_TASK_COUNT="4",
+         CANDIDATES="colbertv2.run", TP="2")
+    (call,) = _calls(tmp_path)
+    assert call[:3] == ["python", "-m", "rank_distillm.teacher.shards"]
+    args = shards.build_parser().parse_args(call[3:])
+    assert (args.action, args.backend, args.model, args.tensor_parallel_size) == ("run", "vllm", "castorini/rank_zephyr_7b_v1_full", 2)
+    assert (args.dataset, args.depth, args.window, args.stride, args.max_queries) == ("msmarco-passage/train/judged", 100, 20, 10, 10000)
+    assert args.shard is None  # taken from the array task at run time
+    assert shards.shard_from_env({"SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_COUNT": "4"}) == (3, 4)
+
+
+def test_training_job_uses_accelerate_with_the_config(tmp_path):
+    from accelerate.commands.config.config_args import load_config_from_file
+    from accelerate.commands.launch import launch_command_parser
+
+    _run(CLUSTER / "train.slurm", tmp_path)
+    check, launch = _calls(tmp_path)
+    assert check == ["python", "-m", "rank_distillm.scaling", "check", "--profile", "gpu"]
+    args = launch_command_parser().parse_args(launch[2:])
+    assert args.module and args.training_script == "rank_distillm.cli" and args.num_processes == 4
+    config = load_config_from_file(str(REPO / args.config_file))
+    assert config.mixed_precision == "bf16" and config.num_processes == 4 == load_profile("gpu")["scaling"]["train_devices"]
+    assert args.training_script_args[:3] == ["train", "--profile", "gpu"]
+    from rank_distillm.cli import build_parser
+
+    train = build_parser("train").parse_args(args.training_script_args)
+    overrides = dict(item.split("=", 1) for item in train.set)
+    t = load_profile("gpu", {k: int(v) for k, v in overrides.items()})["training"]
+    s = load_profile("gpu")["scaling"]
+    assert (t["queries_per_batch"], t["gradient_accumulation_steps"]) == (s["per_device_queries"], s["grad_accum"])
+    assert t["queries_per_batch"] * t["gradient_accumulation_steps"] * args.num_processes == 32
+
+
+def test_launch_submits_the_pipeline_in_order(tmp_path):
+    script = tmp_path / "repo/cluster/launch.sh"  # a copy: launch.sh creates logs/ next to cluster/
+    script.parent.mkdir(parents=True)
+    script.write_text((CLUSTER / "launch.sh").read_text())
+    out = _run(script, tmp_path, CANDIDATES="colbertv2.run", SHARDS="3", TP="2")
+    assert (tmp_path / "repo/logs").is_dir() and (tmp_path / "repo/teacher-shards").is_dir()
+    calls = _calls(tmp_path)
+    assert [c[0] for c in calls] == ["sbatch"] * 4 and "submitted" in out.stdout
+    prepare, teacher, merge, train = calls
+    assert "--array=0-2" in teacher and "--gres=gpu:2" in teacher and "--dependency=afterok:42" in teacher
+    for call in (prepare, merge):
+        wrapped = shlex.split(call[call.index("--wrap") + 1])
+        assert wrapped[:3] == ["python", "-m", "rank_distillm.teacher.shards"]
+        args = shards.build_parser().parse_args(wrapped[3:])
+        assert args.num_shards == 3
+    assert shards.build_parser().parse_args(shlex.split(merge[merge.index("--wrap") + 1])[3:]).action == "merge"
+    assert train[-1].endswith("cluster/train.slurm") and "--gres=gpu:4" in train
