@@ -99,7 +99,7 @@ def setup_ir_datasets() -> Path | None:
     if not (stamp.exists() and stamp.read_text() == signature):
         tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".ir_datasets-"))
         shutil.copytree(source, tmp, dirs_exist_ok=True)
-        for p in tmp.rglob("*"):  # the source may be read-only; the copy must not be
+        for p in (tmp, *tmp.rglob("*")):  # the source may be read-only; the copy must not be
             p.chmod(p.stat().st_mode | 0o200)
         (tmp / ".source").write_text(signature)
         if target.exists():
