@@ -44,6 +44,20 @@ def test_ir_datasets_home_is_a_writable_copy(data_dir):
     assert data.setup_ir_datasets() == home  # idempotent
 
 
+def test_ir_datasets_copy_is_refreshed_and_writable(data_dir, tmp_path, monkeypatch):
+    import os
+
+    monkeypatch.setenv("RANK_DISTILLM_CACHE", str(tmp_path))
+    monkeypatch.delenv("IR_DATASETS_HOME", raising=False)
+    home = data.setup_ir_datasets()
+    assert home == tmp_path / "ir_datasets"
+    assert all(os.access(p, os.W_OK) for p in (home, *home.rglob("*")))
+    (home / ".source").write_text("stale")  # a changed source: the copy is rebuilt
+    (home / "junk").write_text("x")
+    assert data.setup_ir_datasets() == home and not (home / "junk").exists()
+    assert len(data.load_queries(DL19)) == 43
+
+
 def test_run_round_trip(runs_dir, tmp_path):
     run = data.read_run(runs_dir / "trec-dl-2019/bm25.run")
     assert len(run) == 43 and all(len(docs) == 100 for docs in run.values())
