@@ -1,0 +1,238 @@
+"""Sliding windows: the schedule, parsing and repairing an answer, and the re-ranking loop.
+
+A listwise LLM sees ``window`` passages at a time. RankZephyr (``castorini/rank_llm``)
+slides the window from the bottom of the top-``depth`` upwards by ``stride`` positions,
+so that a relevant passage found low in the list can climb, window by window, to the top.
+With depth 100, window 20 and stride 10 the windows are 80-100, 70-90, ..., 0-20 (nine).
+
+The loop (:func:`sliding_window_rerank`) is generic over the backend: it builds each
+window's prompt from the *current* order, asks the backend, applies the repaired
+permutation and logs the window. Windows of one query are sequential by nature (each
+depends on the one below); windows of different queries are batched into one backend call.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+from tqdm.auto import tqdm
+
+from ..data import Candidates, DataError, Run, run_from_rankings
+from .backends import Backend, Request
+from .log import WindowLog
+from .prompts import PromptTemplate, default_max_words, get_template, render_fixed
+
+# --------------------------------------------------------------------------- schedule
+
+
+def window_schedule(n: int, window: int = 20, stride: int = 10, depth: int = 100) -> list[tuple[int, int]]:
+    """``[(start, end), ...]`` (0-based, end exclusive) in the order they are answered.
+
+    The first window is the bottom one, ``(max(top - window, 0), top)`` with
+    ``top = min(depth, n)``; each next one is ``stride`` higher; the last one starts at 0.
+    For depths that are multiples of the stride this is exactly rank_llm's schedule; for
+    other depths rank_llm adds a redundant window at the very top (and skips re-ranking
+    altogether when ``depth - window == -stride``), which is not copied here.
+    """
+    if window < 1 or stride < 1:
+        raise ValueError(f"window ({window}) and stride ({stride}) must be positive")
+    if depth is not None and depth < 1:
+        raise ValueError(f"depth ({depth}) must be positive")
+    top = n if depth is None else min(depth, n)
+    if top <= 1:
+        return []
+    out = []
+    end = top
+    while True:
+        start = max(end - window, 0)
+        out.append((start, end))
+        if start == 0:
+            return out
+        end -= stride
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def parse_permutation(response: str, n: int) -> tuple[list[int], dict]:
+    """The order (0-based indices into the window) an answer asks for, and what was repaired.
+
+    rank_llm's rules: every non-digit is a separator, numbers are 1-based ids, repeated ids
+    and ids outside ``1..n`` are dropped, and ids the answer never names are appended in
+    their input order. The repair record lists the dropped ``duplicates`` and
+    ``out_of_range`` ids, the ``missing`` ids that were appended, and ``no_ranking`` (the
+    answer named no valid id at all, so the window keeps its input order).
+    """
+    digits = "".join(c if c.isdigit() else " " for c in response)
+    ids = [int(x) for x in digits.split()]
+    order: list[int] = []
+    duplicates, out_of_range = [], []
+    for i in ids:
+        if not 1 <= i <= n:
+            out_of_range.append(i)
+        elif i - 1 in order:
+            duplicates.append(i)
+        else:
+            order.append(i - 1)
+    named = set(order)
+    missing = [i for i in range(n) if i not in named]
+    repair = {
+        "duplicates": duplicates,
+        "out_of_range": out_of_range,
+        "missing": [i + 1 for i in missing],
+        "no_ranking": not order,
+    }
+    return order + missing, repair
+
+
+def was_repaired(repair: dict) -> bool:
+    """Whether an answer needed any repair (it was not a clean permutation)."""
+    return bool(repair["duplicates"] or repair["out_of_range"] or repair["missing"] or repair["no_ranking"])
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+@dataclass
+class TeacherResult:
+    """What a teacher run produced.
+
+    ``run``: the re-ranked lists (score ``len - rank + 1``, so rank 1 of 100 scores 100);
+    ``windows``: one record per window (resumed and new), per query in schedule order;
+    ``resumed``: how many windows came from the log rather than the backend.
+    """
+
+    run: Run
+    windows: list[dict] = field(default_factory=list)
+    resumed: int = 0
+
+    def rankings(self) -> dict[str, list[str]]:
+        return {qid: list(docs) for qid, docs in self.run.items()}
+
+
+class _Query:
+    def __init__(self, cand: Candidates, schedule: list[tuple[int, int]]):
+        if len(cand.texts) != len(cand.docids):
+            raise DataError(f"query {cand.qid}: {len(cand.docids)} passages but {len(cand.texts)} texts")
+        self.cand = cand
+        self.order = list(range(len(cand.docids)))  # indices into cand, current ranking
+        self.schedule = schedule
+        self.next = 0
+
+    @property
+    def done(self) -> bool:
+        return self.next >= len(self.schedule)
+
+    def window_docids(self) -> list[str]:
+        start, end = self.schedule[self.next]
+        return [self.cand.docids[i] for i in self.order[start:end]]
+
+    def apply(self, permutation: list[int]) -> None:
+        start, end = self.schedule[self.next]
+        block = self.order[start:end]
+        self.order[start:end] = [block[j] for j in permutation]
+        self.next += 1
+
+
+def sliding_window_rerank(
+    candidates: list[Candidates],
+    backend: Backend,
+    *,
+    prompt: str | PromptTemplate = "rankzephyr",
+    window: int = 20,
+    stride: int = 10,
+    depth: int = 100,
+    max_words: int | None = None,
+    log_path: str | os.PathLike | None = None,
+    batch_size: int = 8,
+    progress: bool = True,
+) -> TeacherResult:
+    """Re-rank each query's candidates listwise with sliding windows.
+
+    ``candidates`` come from :func:`rank_distillm.data.load_candidates` (best first).
+    ``max_words`` is the per-passage word budget (default: rank_llm's ``300 * 20 / window``).
+    ``log_path``: the window log; windows already in it are re-applied, not asked again,
+    so an interrupted job resumes where it stopped (the log must come from the same
+    candidates and settings: a window whose passages differ is an error).
+    ``batch_size``: how many queries' windows go into one backend call.
+    Passages below ``depth`` keep their first-stage order under the re-ranked top.
+    """
+    template = get_template(prompt)
+    if max_words is None:
+        max_words = default_max_words(window)
+    if batch_size < 1:
+        raise ValueError(f"batch_size ({batch_size}) must be positive")
+    seen = set()
+    for cand in candidates:
+        if cand.qid in seen:
+            raise DataError(f"query {cand.qid} appears twice in the candidates")
+        seen.add(cand.qid)
+    queries = [_Query(c, window_schedule(len(c), window, stride, depth)) for c in candidates]
+    log = WindowLog(log_path)
+    records: dict[str, list[dict]] = {q.cand.qid: [] for q in queries}
+    resumed = 0
+    try:
+        # 1. re-apply what the log already holds (the same repair as when it was written)
+        for q in queries:
+            while not q.done:
+                record = log.get(q.cand.qid, q.next)
+                if record is None:
+                    break
+                docids = q.window_docids()
+                if list(record["docids"]) != docids:
+                    raise DataError(
+                        f"{log.path} line {record.get('_line', '?')}: window {q.next} of query {q.cand.qid} was "
+                        f"logged for other passages than the current ones; the log belongs to other candidates "
+                        f"or settings (window, stride, depth), so use a new log"
+                    )
+                permutation, repair = parse_permutation(record["response"], len(docids))
+                record.setdefault("repair", repair)
+                q.apply(permutation)
+                records[q.cand.qid].append(record)
+                resumed += 1
+        # 2. ask the backend for the rest, several queries per call
+        total = sum(len(q.schedule) for q in queries)
+        pending = [q for q in queries if not q.done]
+        bar = tqdm(total=total, initial=resumed, unit="window", desc="teacher", disable=not progress, dynamic_ncols=True)
+        done_queries = sum(q.done for q in queries)
+        active: list[_Query] = []
+        while pending or active:
+            while len(active) < batch_size and pending:
+                active.append(pending.pop(0))
+            requests = []
+            for q in active:
+                docids = q.window_docids()
+                start, end = q.schedule[q.next]
+                texts = [q.cand.texts[i] for i in q.order[start:end]]
+                messages = template.messages(q.cand.query, texts, max_words)
+                requests.append(Request(q.cand.qid, q.next, start, end, docids, messages, render_fixed(template, messages)))
+            t0 = time.perf_counter()
+            answers = backend.generate(requests)
+            elapsed = time.perf_counter() - t0
+            if len(answers) != len(requests):
+                raise RuntimeError(f"backend {backend!r} answered {len(answers)} of {len(requests)} windows")
+            for q, req, ans in zip(active, requests, answers):
+                permutation, repair = parse_permutation(ans.response, len(req.docids))
+                record = {
+                    "qid": req.qid, "window": req.window, "start": req.start, "end": req.end,
+                    "docids": req.docids, "prompt": ans.prompt, "response": ans.response, "repair": repair,
+                    "prompt_tokens": ans.prompt_tokens, "generated_tokens": ans.generated_tokens,
+                    "seconds": ans.seconds if ans.seconds is not None else elapsed / len(requests),
+                    "batch": len(requests), "backend": backend.name, "template": template.name,
+                }
+                q.apply(permutation)
+                log.append(record)
+                records[req.qid].append(record)
+            bar.update(len(requests))
+            finished = [q for q in active if q.done]
+            done_queries += len(finished)
+            active = [q for q in active if not q.done]
+            bar.set_postfix(queries=f"{done_queries}/{len(queries)}")
+        bar.close()
+    finally:
+        log.close()
+    rankings = {q.cand.qid: [q.cand.docids[i] for i in q.order] for q in queries}
+    windows = [r for q in queries for r in records[q.cand.qid]]
+    return TeacherResult(run=run_from_rankings(rankings), windows=windows, resumed=resumed)
