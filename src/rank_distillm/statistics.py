@@ -1,0 +1,146 @@
+"""Statistics for comparing rankers: paired t-tests with Holm correction, confidence
+intervals, and agreement with a teacher's ranking.
+
+The protocol is the paper's: two-sided paired t-tests on per-query nDCG@10 between each
+system and a baseline, with the Holm-Bonferroni correction across the comparisons. The
+tests come from ``scipy.stats.ttest_rel``, the correction from
+``statsmodels.stats.multitest.multipletests(method="holm")``, Kendall's tau from
+``scipy.stats.kendalltau``; this module only arranges their inputs and outputs.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+
+
+def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float]:
+    """``(mean, low, high)``: the mean and its Student-t confidence interval.
+
+    With fewer than two values the interval is undefined (``nan``).
+    """
+    from scipy import stats
+
+    x = np.asarray(values, dtype=float)
+    if x.size == 0:
+        raise ValueError("mean_ci: no values")
+    mean = float(x.mean())
+    if x.size < 2:
+        return mean, float("nan"), float("nan")
+    sem = stats.sem(x)
+    if sem == 0:
+        return mean, mean, mean
+    low, high = stats.t.interval(confidence, x.size - 1, loc=mean, scale=sem)
+    return mean, float(low), float(high)
+
+
+def holm(pvalues: Sequence[float]) -> np.ndarray:
+    """Holm-Bonferroni adjusted p-values (``statsmodels`` ``multipletests``, method ``holm``).
+
+    ``nan`` entries (no test) stay ``nan`` and do not count as comparisons.
+    """
+    from statsmodels.stats.multitest import multipletests
+
+    p = np.asarray(pvalues, dtype=float)
+    out = np.full_like(p, np.nan)
+    ok = ~np.isnan(p)
+    if ok.any():
+        out[ok] = multipletests(p[ok], method="holm")[1]
+    return out
+
+
+def paired_tests(
+    scores: "pandas.DataFrame",  # noqa: F821
+    baseline: str,
+    alpha: float = 0.05,
+    confidence: float = 0.95,
+) -> "pandas.DataFrame":  # noqa: F821
+    """Each system against ``baseline`` on paired per-query scores.
+
+    ``scores`` has one row per query and one column per system (no missing values: pair
+    the queries first). Returns one row per system (index: system) with ``queries``,
+    ``mean``, ``ci_low``/``ci_high`` (the mean's confidence interval), ``diff`` (mean
+    minus the baseline's), ``diff_ci_low``/``diff_ci_high``, ``t``, ``p`` (two-sided paired
+    t-test, ``scipy.stats.ttest_rel``), ``p_holm`` (Holm-corrected across all systems
+    but the baseline) and ``significant`` (``p_holm < alpha``). The baseline's test
+    columns are ``nan``. A system identical to the baseline on every query has ``p = 1``.
+    """
+    import pandas as pd
+    from scipy import stats
+
+    if baseline not in scores.columns:
+        raise ValueError(f"baseline {baseline!r} is not one of the systems {list(scores.columns)}")
+    if scores.isna().any().any():
+        missing = {c: int(n) for c, n in scores.isna().sum().items() if n}
+        raise ValueError(f"paired tests need a score for every query and system; missing: {missing}")
+    if len(scores) < 2:
+        raise ValueError(f"paired tests need at least 2 queries, got {len(scores)}")
+    base = scores[baseline].to_numpy(dtype=float)
+    rows = []
+    for system in scores.columns:
+        x = scores[system].to_numpy(dtype=float)
+        mean, low, high = mean_ci(x, confidence)
+        row = {"system": system, "queries": len(x), "mean": mean, "ci_low": low, "ci_high": high}
+        if system == baseline:
+            row.update(diff=0.0, diff_ci_low=np.nan, diff_ci_high=np.nan, t=np.nan, p=np.nan)
+        else:
+            d = x - base
+            _, d_low, d_high = mean_ci(d, confidence)
+            if np.allclose(d, d[0]):  # constant differences: the t statistic is undefined
+                t, p = (0.0, 1.0) if np.allclose(d, 0) else (np.sign(d[0]) * np.inf, 0.0)
+            else:
+                result = stats.ttest_rel(x, base, alternative="two-sided")
+                t, p = float(result.statistic), float(result.pvalue)
+            row.update(diff=float(d.mean()), diff_ci_low=d_low, diff_ci_high=d_high, t=t, p=p)
+        rows.append(row)
+    table = pd.DataFrame(rows).set_index("system")
+    table["p_holm"] = holm(table["p"].to_numpy())
+    table["significant"] = table["p_holm"] < alpha
+    return table
+
+
+# --------------------------------------------------------------------------- agreement
+
+
+def kendall_tau(run: Mapping[str, Mapping[str, float]], reference: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+    """Kendall's tau-b (``scipy.stats.kendalltau``) per query between two rankings.
+
+    Each query's passages are compared by their positions in the two lists (dicts in
+    rank order), over the passages that both lists hold; queries missing from either run,
+    or sharing fewer than two passages, are skipped.
+    """
+    from scipy import stats
+
+    out = {}
+    for qid, docs in run.items():
+        if qid not in reference:
+            continue
+        ref_pos = {d: i for i, d in enumerate(reference[qid])}
+        shared = [d for d in docs if d in ref_pos]
+        if len(shared) < 2:
+            continue
+        tau = stats.kendalltau(range(len(shared)), [ref_pos[d] for d in shared]).statistic
+        out[qid] = float(tau)
+    return out
+
+
+def ranking_qrels(reference: Mapping[str, Mapping[str, float]], depth: int = 10) -> dict[str, dict[str, int]]:
+    """A teacher's ranking as graded labels: rank 1 gets ``depth``, rank ``depth`` gets 1,
+    lower ranks 0 (the paper's target ``depth - rank + 1``, cut at ``depth``)."""
+    return {qid: {d: max(depth - i, 0) for i, d in enumerate(docs)} for qid, docs in reference.items()}
+
+
+def teacher_ndcg(
+    run: Mapping[str, Mapping[str, float]],
+    reference: Mapping[str, Mapping[str, float]],
+    depth: int = 10,
+) -> dict[str, float]:
+    """nDCG@``depth`` per query of ``run`` against the teacher's ranking as graded labels
+    (:func:`ranking_qrels`): 1.0 when the top-``depth`` equals the teacher's, in order."""
+    import ir_measures
+
+    qrels = ranking_qrels(reference, depth)
+    measure = ir_measures.parse_measure(f"nDCG@{depth}")
+    shared = {qid: dict(docs) for qid, docs in run.items() if qid in qrels}
+    return {m.query_id: float(m.value) for m in ir_measures.iter_calc([measure], qrels, shared)}
