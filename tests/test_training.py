@@ -1,0 +1,173 @@
+"""Training: profiles' batch arithmetic, held-out split, real lists, short real training runs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from rank_distillm import training
+from rank_distillm.profiles import PROFILES, load_profile
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread: on a shared 2-core machine two threads oversubscribe (5x slower)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _tiny(**overrides):
+    """The smoke profile cut further, for training runs of a few seconds."""
+    base = {
+        "training.max_queries": 4, "training.heldout_queries": 0, "training.max_length": 48,
+        "training.stage1": dict(load_profile("smoke")["training"]["stage1"], epochs=0),
+    }
+    base.update(overrides)
+    return load_profile("smoke", base)
+
+
+def _weights(path_or_model):
+    from sentence_transformers.cross_encoder import CrossEncoder
+
+    model = CrossEncoder(str(path_or_model)) if not hasattr(path_or_model, "model") else path_or_model
+    return {k: v.detach().clone() for k, v in model.model.state_dict().items()}
+
+
+def test_gpu_profile_is_the_papers_batch():
+    p = load_profile("gpu")["training"]
+    b = training.batch_arithmetic(p)
+    assert b["queries_per_step"] == 32 and b["passages_per_query"] == 100 and b["pairs_per_step"] == 3200
+    assert p["stage2"]["lr"] == 1e-5 and p["stage2"]["epochs"] == 3 and p["bf16"] is True
+    assert p["model"] == "google/electra-base-discriminator"
+    assert {s["loss"] for s in p["students"]} == {"ranknet", "adr-mse"}
+    assert p["stage1"]["loss"] == "infonce" and p["stage1"]["negatives"] == 7
+
+
+def test_every_profile_names_students_with_known_years():
+    for name in PROFILES:
+        p = load_profile(name)
+        for s in p["training"]["students"]:
+            assert s["train_year"] != s["test_year"], (name, s)
+            assert {s["train_year"], s["test_year"]} <= set(p["data"]["datasets"]), (name, s)
+
+
+def test_split_heldout_is_seeded_and_disjoint():
+    qids = [str(i) for i in range(20)]
+    train, held = training.split_heldout(qids, 5, seed=1)
+    assert len(held) == 5 and not set(train) & set(held) and set(train) | set(held) == set(qids)
+    assert training.split_heldout(qids, 5, seed=1) == (train, held)
+    assert training.split_heldout(qids, 5, seed=2)[1] != held
+    with pytest.raises(ValueError, match="heldout_queries"):
+        training.split_heldout(qids, 20, seed=1)
+
+
+def test_training_lists_keep_heldout_queries_out(data_dir):
+    p = load_profile("smoke")
+    lists = training.training_lists(p, "dl20")
+    held = {c.qid for c in lists["heldout"]}
+    assert len(held) == p["training"]["heldout_queries"]
+    assert not held & set(lists["stage2"]["qid"]) and not held & set(lists["stage1"]["qid"])
+    # stage 2: labels follow the teacher's order (rank labels, descending), stage 1: qrels grades
+    for labels in lists["stage2"]["labels"]:
+        assert labels == sorted(labels, reverse=True) and len(labels) == p["training"]["stage2"]["per_list"]
+    assert all(0 <= g <= 3 for row in lists["stage1"]["labels"] for g in row)
+
+
+def test_unknown_source_is_a_clear_error(data_dir):
+    p = _tiny(**{"training.stage2": dict(load_profile("smoke")["training"]["stage2"], source="nope")})
+    with pytest.raises(ValueError, match="training.stage2.source"):
+        training.training_lists(p, "dl20")
+
+
+def test_training_fits_a_real_list(data_dir, tmp_path):
+    """Ten steps on one real teacher list: the RankNet loss on that list must fall, weights change."""
+    from sentence_transformers.cross_encoder.losses import RankNetLoss
+
+    stage2 = dict(load_profile("smoke")["training"]["stage2"], epochs=1, lr=3e-4, head_lr=3e-3)
+    p = _tiny(**{"training.stage2": stage2, "training.max_queries": 1, "training.warmup_ratio": 0.0,
+                 "training.queries_per_batch": 1})
+    ds = training.training_lists(p, "dl20")["stage2"]
+    assert len(ds) == 1
+    model = training.new_model(p["training"])
+    before = _weights(model)
+    loss = RankNetLoss(model)
+
+    def value():
+        with torch.no_grad():
+            model.model.eval()
+            return float(loss([ds["query"], ds["docs"]], [torch.tensor(x) for x in ds["labels"]]))
+
+    start = value()
+    m = training.train_stage(model, ds.select([0] * 10), loss_name="ranknet", stage=stage2, cfg=p["training"], out_dir=tmp_path / "s2")
+    end = value()
+    assert end < 0.7 * start, (start, end)
+    after = _weights(model)
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    assert m["steps"] == 10 and len(m["train_loss"]) == 10 and m["pairs_per_s"] > 0
+
+
+def test_train_student_writes_model_and_metrics(data_dir, tmp_path):
+    p = load_profile("smoke", {"training.max_queries": 5, "training.max_length": 48})
+    r = training.train_student(p, out_dir=tmp_path / "run")
+    assert (r.model_path / "config.json").is_file()
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert saved["stages"].keys() == {"stage1", "stage2"}
+    for stage in saved["stages"].values():
+        assert stage["train_loss"] and stage["heldout_ndcg10"] and 0 <= stage["heldout_ndcg10"][0]["ndcg@10"] <= 1
+    assert saved["wall_s"] > 0 and saved["pairs_per_s"] > 0 and len(saved["heldout_qids"]) == 2
+    # a rerun loads the finished student instead of training again
+    again = training.train_student(p, out_dir=tmp_path / "run")
+    assert again.metrics == saved
+
+
+def test_resume_after_interruption_gives_the_same_weights(data_dir, tmp_path):
+    from transformers import TrainerCallback
+
+    class Interrupt(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            if state.global_step == 2:  # after the first epoch's checkpoint (2 steps)
+                raise KeyboardInterrupt
+
+    stage2 = dict(load_profile("smoke")["training"]["stage2"], epochs=2)
+    p = _tiny(**{"training.stage2": stage2})
+    full = training.train_student(p, out_dir=tmp_path / "full")
+    with pytest.raises(KeyboardInterrupt):
+        training.train_student(p, out_dir=tmp_path / "cut", callbacks=[Interrupt()])
+    assert (tmp_path / "cut" / "stage2" / "checkpoint-2").is_dir() and not (tmp_path / "cut" / "final").exists()
+    resumed = training.train_student(p, out_dir=tmp_path / "cut")
+    assert resumed.metrics["stages"]["stage2"]["resumed_from"].endswith("checkpoint-2")
+    a, b = _weights(full.model_path), _weights(resumed.model_path)
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
+
+
+def test_trained_students_cache(data_dir, tmp_path, monkeypatch):
+    home = training.data.setup_ir_datasets()  # keep using the shared copy, not a new one in tmp_path
+    monkeypatch.setenv("RANK_DISTILLM_CACHE", str(tmp_path))
+    monkeypatch.setenv("IR_DATASETS_HOME", str(home))
+    monkeypatch.delenv("_RANK_DISTILLM_IRDS", raising=False)
+    p = _tiny(**{"training.stage2": dict(load_profile("smoke")["training"]["stage2"], per_list=4)})
+    with pytest.raises(FileNotFoundError, match="not trained yet"):
+        training.trained_students(p, train=False)
+    (s,) = training.trained_students(p)
+    assert s.path.is_dir() and s.path.parent.parent == tmp_path / "students" and s.train_year == "dl20"
+    assert not list((tmp_path / "students").glob("*.partial"))
+    stamp = (s.path / "config.json").stat().st_mtime_ns
+    (again,) = training.trained_students(p, train=False)
+    assert again.path == s.path and (s.path / "config.json").stat().st_mtime_ns == stamp
+    other = _tiny(**{"training.seed": 7})
+    assert training.student_dir(other, other["training"]["students"][0]) != s.path.parent
+
+
+def test_cli_reports_bad_input(capsys, tmp_path):
+    from rank_distillm import cli
+
+    assert cli.main(["train", "--profile", "smoke", "--set", "training.stage2.epochz=1"]) == 2
+    assert "unknown field 'epochz'" in capsys.readouterr().err
+    assert cli.main(["train", "--profile", "smoke", "--train-dataset", str(tmp_path / "none")]) == 2
+    assert "--train-dataset" in capsys.readouterr().err
