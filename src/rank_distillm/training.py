@@ -37,7 +37,7 @@ from typing import Any
 
 from . import data, models, sampling
 
-STAGE1_SOURCES = ("none", "graded", "relevance")
+STAGE1_SOURCES = ("none", "graded", "relevance", "triples")
 STAGE2_SOURCES = ("teacher", "released")
 
 
@@ -138,6 +138,8 @@ def training_lists(profile: dict, train_year: str) -> dict:
         stage1 = sampling.graded_lists(dataset_id, train_c, per_list=s1["per_list"], seed=cfg["seed"])
     elif s1["source"] == "relevance" and s1["epochs"] > 0:
         stage1 = sampling.relevance_lists(dataset_id, train_c, negatives=s1["negatives"], seed=cfg["seed"])
+    elif s1["source"] == "triples" and s1["epochs"] > 0:  # MS MARCO training triples: (query, positive, negative)
+        stage1 = sampling.triples_lists(data.resolve_path(s1["triples"]))
 
     s2 = cfg["stage2"]
     if s2["source"] not in STAGE2_SOURCES:
