@@ -82,7 +82,7 @@ def test_page_renders(server, page, tmp_path):
     assert 'class="xref std std-ref">?' not in html
     SHOTS.mkdir(parents=True, exist_ok=True)
     shot = SHOTS / f"{Path(page).name}.png"
-    result = _chromium(tmp_path, "--window-size=1280,1600", f"--screenshot={shot}", url)
+    result = _chromium(tmp_path, "--window-size=1280,10000", f"--screenshot={shot}", url)
     assert result.returncode == 0 and shot.exists() and shot.stat().st_size > 10_000, result.stderr[-2000:]
 
 
