@@ -213,20 +213,24 @@ class OnnxStudent:
     """
 
     def __init__(self, cross_encoder, backend: str, folder: str | os.PathLike):
-        import numpy as np  # noqa: F401
+        export_graph(cross_encoder, backend, folder)
+        self._load(cross_encoder.tokenizer, cross_encoder.max_length, backend, Path(folder))
 
-        if backend not in ("onnx", "onnx-int8", "openvino"):
-            raise ValueError(f"unknown student backend {backend!r}: use one of {STUDENT_BACKENDS}")
+    @classmethod
+    def from_exported(cls, tokenizer, max_length: int, backend: str, folder: str | os.PathLike) -> "OnnxStudent":
+        """The student from a graph that :func:`export_graph` wrote, without loading PyTorch weights."""
+        self = cls.__new__(cls)
+        self._load(tokenizer, max_length, backend, Path(folder))
+        return self
+
+    def _load(self, tokenizer, max_length: int, backend: str, folder: Path) -> None:
         self.backend = backend
-        self.tokenizer = cross_encoder.tokenizer
-        self.max_length = cross_encoder.max_length
-        self.input_names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in self.tokenizer.model_input_names]
-        folder = Path(folder)
-        fp32 = export_onnx(cross_encoder, folder / "model.onnx", self.input_names)
-        if backend == "onnx-int8":
-            path = quantize_int8(fp32, folder / "model_int8.onnx")
-        else:
-            path = fp32
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.input_names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in tokenizer.model_input_names]
+        path = graph_path(folder, backend)
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: the {backend} graph has not been exported (export_graph)")
         if backend == "openvino":
             try:
                 import openvino as ov
@@ -251,6 +255,31 @@ class OnnxStudent:
             feeds = {k: enc[k].astype(np.int64) for k in self.input_names}
             out.append(np.asarray(self._run(feeds)).reshape(len(chunk), -1)[:, 0])
         return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+
+
+def graph_path(folder: str | os.PathLike, backend: str) -> Path:
+    """The graph a backend runs: ``model.onnx`` (onnx, openvino) or ``model_int8.onnx`` (onnx-int8)."""
+    if backend not in ("onnx", "onnx-int8", "openvino"):
+        raise ValueError(f"unknown student backend {backend!r}: use one of {STUDENT_BACKENDS}")
+    return Path(folder) / ("model_int8.onnx" if backend == "onnx-int8" else "model.onnx")
+
+
+def export_graph(cross_encoder, backend: str, folder: str | os.PathLike) -> Path:
+    """Export (once) the graph ``backend`` runs, and the parameter count beside it; its path."""
+    folder = Path(folder)
+    names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in cross_encoder.tokenizer.model_input_names]
+    path = export_onnx(cross_encoder, folder / "model.onnx", names)
+    if backend == "onnx-int8":
+        path = quantize_int8(path, folder / "model_int8.onnx")
+    info = folder / "params.json"
+    if not info.exists():
+        info.write_text(json.dumps({"params": count_parameters(cross_encoder)}))
+    return path
+
+
+def _export_for_spec(spec: dict, backend: str, folder: str) -> None:
+    """Export a student's graph into ``folder``, in a process of its own (its PyTorch weights stay there)."""
+    export_graph(load_student(spec), backend, folder)
 
 
 def export_onnx(cross_encoder, path: Path, input_names: Sequence[str]) -> Path:
@@ -311,21 +340,31 @@ def student_scorer(spec: dict, backend: str = "torch"):
     """``(predict(pairs) -> scores, cross_encoder)`` for a student spec and a backend."""
     import torch
 
-    model = load_student(spec)
     batch_size = spec.get("batch_size", 32)
     if backend == "torch":
+        model = load_student(spec)
         identity = torch.nn.Identity()
 
         def predict(pairs):
             return model.predict(pairs, batch_size=batch_size, show_progress_bar=False, activation_fn=identity)
 
         return predict, model
-    onnx = OnnxStudent(model, backend, onnx_folder(_student_path(spec)))
-    onnx.params = count_parameters(model)
-    del model  # only the exported graph and the tokenizer stay in memory
-    import gc
+    # The graph is exported in a child process, so that this process (whose memory is measured)
+    # holds only the tokenizer and the runtime's graph, never the PyTorch weights.
+    import multiprocessing
 
-    gc.collect()
+    from transformers import AutoTokenizer
+
+    folder = onnx_folder(_student_path(spec))
+    if not graph_path(folder, backend).exists() or not (folder / "params.json").exists():
+        child = multiprocessing.get_context("spawn").Process(target=_export_for_spec, args=(spec, backend, str(folder)))
+        child.start()
+        child.join()
+        if child.exitcode != 0:
+            raise RuntimeError(f"exporting the {backend} graph of {spec.get('model')} failed (exit code {child.exitcode})")
+    tokenizer = AutoTokenizer.from_pretrained(_student_path(spec))
+    onnx = OnnxStudent.from_exported(tokenizer, spec.get("max_length", 256), backend, folder)
+    onnx.params = json.loads((folder / "params.json").read_text())["params"]
     return (lambda pairs: onnx.predict(pairs, batch_size=batch_size)), onnx
 
 
