@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .data import Candidates, DataError, cache_dir
+from .teacher.backends import TransformersBackend
 
 # The paper's claim (abstract of Schlatt et al., ECIR 2025): the distilled cross-encoder
 # is up to 173x faster and 24x more memory efficient than the LLM re-ranker.
@@ -386,10 +387,7 @@ class ForcedLengthBackend:
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
 
-    def render(self, request) -> str:
-        if request.text is not None:
-            return request.text
-        return self.tokenizer.apply_chat_template(request.messages, tokenize=False, add_generation_prompt=True)
+    render = TransformersBackend.render  # the teacher's own: fixed text, or the tokenizer's chat template
 
     def generate(self, requests):
         import torch

@@ -196,6 +196,12 @@ def ranknet_loss(
     return losses.mean()
 
 
+def _soft_cross_entropy(scores: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+    """Per list: :math:`-\\sum_i t_i \\log \\mathrm{softmax}(s)_i` over the valid documents."""
+    log_q = torch.log_softmax(scores.masked_fill(~mask, float("-inf")), dim=-1)
+    return -torch.where(mask, target * log_q, torch.zeros(())).sum(-1)
+
+
 def listnet_loss(scores: Tensor, labels: Tensor, mask: Tensor | None = None, kl: bool = False) -> Tensor:
     r"""ListNet: cross-entropy between the softmax of the labels and the softmax of the scores.
 
@@ -214,8 +220,7 @@ def listnet_loss(scores: Tensor, labels: Tensor, mask: Tensor | None = None, kl:
     """
     scores, labels, mask = _prepare(scores, labels, mask)
     target = torch.softmax(labels.masked_fill(~mask, float("-inf")), dim=-1)
-    log_q = torch.log_softmax(scores.masked_fill(~mask, float("-inf")), dim=-1)
-    per_list = -torch.where(mask, target * log_q, torch.zeros(())).sum(-1)
+    per_list = _soft_cross_entropy(scores, target, mask)
     if kl:
         log_p = torch.log_softmax(labels.masked_fill(~mask, float("-inf")), dim=-1)
         per_list = per_list + torch.where(mask & (target > 0), target * log_p, torch.zeros(())).sum(-1)
@@ -348,8 +353,7 @@ def infonce_loss(scores: Tensor, labels: Tensor, mask: Tensor | None = None, tem
     best = labels.masked_fill(~mask, float("-inf")).max(-1, keepdim=True).values
     positives = mask & (labels == best)
     target = positives.float() / positives.sum(-1, keepdim=True).clamp(min=1)
-    log_q = torch.log_softmax((scores / temperature).masked_fill(~mask, float("-inf")), dim=-1)
-    return -torch.where(mask, target * log_q, torch.zeros(())).sum(-1).mean()
+    return _soft_cross_entropy(scores / temperature, target, mask).mean()
 
 
 def approx_ndcg_loss(
