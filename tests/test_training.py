@@ -11,13 +11,7 @@ from rank_distillm import training
 from rank_distillm.profiles import PROFILES, load_profile
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: on a shared 2-core machine two threads oversubscribe (5x slower)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _tiny(**overrides):
@@ -31,9 +25,9 @@ def _tiny(**overrides):
 
 
 def _weights(path_or_model):
-    from sentence_transformers.cross_encoder import CrossEncoder
+    from rank_distillm.student import load_student
 
-    model = CrossEncoder(str(path_or_model)) if not hasattr(path_or_model, "model") else path_or_model
+    model = load_student(path_or_model) if not hasattr(path_or_model, "model") else path_or_model
     return {k: v.detach().clone() for k, v in model.model.state_dict().items()}
 
 
@@ -171,3 +165,32 @@ def test_cli_reports_bad_input(capsys, tmp_path):
     assert "unknown field 'epochz'" in capsys.readouterr().err
     assert cli.main(["train", "--profile", "smoke", "--train-dataset", str(tmp_path / "none")]) == 2
     assert "--train-dataset" in capsys.readouterr().err
+
+
+def test_students_trained_in_parallel_processes_equal_sequential_ones(data_dir, tmp_path, monkeypatch):
+    """workers=2: each student in its own process; the same weights as training it here."""
+    home = training.data.setup_ir_datasets()
+    monkeypatch.setenv("IR_DATASETS_HOME", str(home))
+    monkeypatch.delenv("_RANK_DISTILLM_IRDS", raising=False)
+    students = [
+        {"name": "a", "loss": "ranknet", "train_year": "dl20", "test_year": "dl19"},
+        {"name": "b", "loss": "listnet", "train_year": "dl20", "test_year": "dl19"},
+    ]
+    p = _tiny(**{"training.stage2": dict(load_profile("smoke")["training"]["stage2"], per_list=4), "training.students": students})
+    monkeypatch.setenv("RANK_DISTILLM_CACHE", str(tmp_path / "parallel"))
+    parallel = training.trained_students(p, workers=2)
+    monkeypatch.setenv("RANK_DISTILLM_CACHE", str(tmp_path / "sequential"))
+    sequential = training.trained_students(p, workers=1)
+    assert [s.name for s in parallel] == ["a", "b"] and all(s.path.is_dir() for s in parallel)
+    assert not list((tmp_path / "parallel" / "students").glob("*.partial"))
+    for par, seq in zip(parallel, sequential):
+        a, b = _weights(par.path), _weights(seq.path)
+        for k in a:
+            torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=k)
+
+
+def test_bf16_setting():
+    assert training.use_bf16(True) is True and training.use_bf16(False) is False
+    assert training.use_bf16("auto") == bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    with pytest.raises(ValueError, match="training.bf16"):
+        training.use_bf16("yes")

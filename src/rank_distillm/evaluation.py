@@ -174,9 +174,9 @@ def load_reranker(path: str, bi_encoder: bool = False, device: str | None = None
         from sentence_transformers import SentenceTransformer
 
         return SentenceTransformer(path, device=device)
-    from sentence_transformers import CrossEncoder
+    from .student import load_student
 
-    return CrossEncoder(path, num_labels=1, device=device)
+    return load_student(path, device=device)
 
 
 def _model_signature(path: str) -> str:

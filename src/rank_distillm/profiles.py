@@ -62,6 +62,21 @@ def _set_dotted(profile: dict, dotted: str, value: Any) -> None:
     node[keys[-1]] = value
 
 
+def parse_value(text: str) -> Any:
+    """A command-line value as YAML would read it, except that ``2e-5`` is a number.
+
+    (YAML 1.1, which PyYAML follows, reads a float only with a dot: ``2.0e-5``; ``2e-5`` would be
+    the string "2e-5" and fail later as a learning rate.)
+    """
+    value = yaml.safe_load(text)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    return value
+
+
 def load_profile(name: str = DEFAULT_PROFILE, overrides: dict[str, Any] | None = None) -> dict[str, dict]:
     """The profile ``name`` (smoke, cpu, gpu or a YAML path) as ``{section: {field: value}}``.
 

@@ -173,6 +173,75 @@ def budget_table(settings: dict, throughput: Throughput, queries: int | None = N
     return table.set_index("job")
 
 
+# --------------------------------------------------------------------------- one GPU (Colab)
+
+# RankZephyr's KV cache (Mistral-7B: 32 layers x 8 KV heads x 128 dims), keys and values in 16 bit
+TEACHER_KV_BYTES_PER_TOKEN = 2 * 32 * 8 * 128 * 2
+VLLM_MEMORY_UTILISATION = 0.9  # vLLM's default gpu_memory_utilization
+ENGINE_OVERHEAD_GIB = 1.0      # activations, CUDA graphs and context beside weights and cache (an assumption)
+
+
+def teacher_memory_gib(settings: dict, max_model_len: int = 4096) -> dict:
+    """GiB the 16-bit teacher needs in vLLM: weights, one ``max_model_len`` sequence's KV cache, overhead."""
+    weights = 2 * settings["teacher_params"] / 2**30
+    kv = TEACHER_KV_BYTES_PER_TOKEN * max_model_len / 2**30
+    return {"weights_gib": weights, "kv_per_sequence_gib": kv, "needed_gib": weights + kv + ENGINE_OVERHEAD_GIB}
+
+
+def teacher_fits(settings: dict, memory_gib: float, max_model_len: int = 4096) -> bool:
+    """Whether the 16-bit teacher and one full-length sequence fit vLLM's share of a GPU's memory."""
+    return teacher_memory_gib(settings, max_model_len)["needed_gib"] <= VLLM_MEMORY_UTILISATION * memory_gib
+
+
+def colab_profile(devices: list[dict] | None = None) -> str:
+    """The Colab variant for these GPUs: ``colab`` where RankZephyr-7B fits in 16 bit (L4, A100), else ``colab-t4``."""
+    from .profiles import load_profile
+
+    devices = detect_devices() if devices is None else devices
+    if not devices:
+        raise ValueError("no CUDA device: the colab profiles are for a Colab GPU runtime")
+    p = load_profile("colab")
+    max_len = (p["teacher"]["engine"] or {}).get("max_model_len", 4096)
+    return "colab" if all(teacher_fits(p["scaling"], d["memory_gib"], max_len) for d in devices) else "colab-t4"
+
+
+def colab_table(teacher_queries: int, gpus: list[dict] | None = None):
+    """What one Colab GPU runs, with roofline *estimates* of the two GPU-heavy chapters.
+
+    One row per GPU (default: the ``colab`` profile's ``scaling.gpus``): the variant
+    :func:`colab_profile` picks for its memory, the teacher of chapter 2 and the minutes its
+    ``teacher_queries`` x windows take with RankZephyr (none for another model), and the
+    query-passage pairs and hours of chapter 5's distillation stage (every student, every
+    epoch, ``released_max_queries`` or the paper's queries x the stage's depth). Model
+    downloads and loading, evaluation and stage 1 (small) are not counted.
+    """
+    import pandas as pd
+
+    from .profiles import load_profile
+
+    rows = []
+    for gpu in gpus or load_profile("colab")["scaling"]["gpus"]:
+        name = colab_profile([{"memory_gib": gpu["memory_gib"]}])
+        p = load_profile(name)
+        s, t, tr = p["scaling"], p["teacher"], p["training"]
+        s2 = tr["stage2"]
+        speed = roofline_throughput(s, gpu)
+        windows = teacher_queries * windows_per_query(t["depth"], t["window"], t["stride"])
+        rankzephyr = t["backend"] == "vllm" and t["model"] == s["teacher_model"]
+        pairs = len(tr["students"]) * s2["epochs"] * (s2["released_max_queries"] or s["queries"]) * s2["depth"]
+        rows.append({
+            "runtime": gpu["name"], "GPU memory (GB)": gpu["memory_gib"], "profile": name,
+            "teacher (chapter 2)": f"{t['model'].split('/')[-1]} ({t['backend']})",
+            "teacher windows": windows,
+            "teacher minutes (estimate)": windows / speed.teacher_windows_per_s / 60 if rankzephyr else float("nan"),
+            "student batch (chapter 5)": f"{tr['queries_per_batch']} query x {s2['depth']} passages, "
+                                         f"x {tr['gradient_accumulation_steps']} accumulation",
+            "distillation pairs": pairs,
+            "training hours (estimate)": pairs / speed.student_pairs_per_s / 3600,
+        })
+    return pd.DataFrame(rows).set_index("runtime")
+
+
 # --------------------------------------------------------------------------- throughputs
 
 

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from . import data, models, sampling
+from .student import build_student, load_student
 
 STAGE1_SOURCES = ("none", "graded", "relevance", "triples")
 STAGE2_SOURCES = ("teacher", "released")
@@ -188,6 +189,24 @@ def _heldout_evaluator(candidates: list, dataset_id: str, depth: int, batch_size
 # --------------------------------------------------------------------------- one stage
 
 
+def use_bf16(setting) -> bool:
+    """The profile's ``bf16`` (true, false or ``auto``) for this machine.
+
+    ``auto``: bfloat16 autocast where the hardware computes in it natively: an Ampere or newer
+    GPU, or a CPU with AVX512-BF16 or AMX (oneDNN's check); float32 elsewhere, where emulated
+    bfloat16 would be slower, not faster.
+    """
+    import torch
+
+    if setting == "auto":
+        if torch.cuda.is_available():
+            return torch.cuda.is_bf16_supported()
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    if not isinstance(setting, bool):
+        raise ValueError(f"training.bf16: expected true, false or auto, got {setting!r}")
+    return setting
+
+
 def _optimizer(model, lr: float, head_lr: float | None, weight_decay: float = 0.01):
     """AdamW with its own learning rate for the new, randomly initialised scoring head."""
     import torch
@@ -244,6 +263,10 @@ def train_stage(
     steps_per_epoch = math.ceil(len(train_ds) / (cfg["queries_per_batch"] * cfg["gradient_accumulation_steps"]))
     total_steps = steps_per_epoch * stage["epochs"]
     use_eval = evaluator is not None
+    import torch
+
+    on_cpu = not torch.cuda.is_available()
+    bf16 = use_bf16(cfg["bf16"])
     args = CrossEncoderTrainingArguments(
         output_dir=str(out_dir),
         num_train_epochs=stage["epochs"],
@@ -252,7 +275,8 @@ def train_stage(
         learning_rate=stage["lr"],
         warmup_steps=int(round(cfg["warmup_ratio"] * total_steps)),
         lr_scheduler_type=cfg["lr_scheduler"],
-        bf16=bool(cfg["bf16"]),
+        bf16=bf16,  # on a CPU with AVX512-BF16/AMX too: autocast to bfloat16
+        use_cpu=on_cpu and bf16,
         seed=cfg["seed"],
         data_seed=cfg["seed"],
         logging_steps=max(1, min(cfg["logging_steps"], total_steps)),
@@ -300,13 +324,13 @@ def train_stage(
 
 
 def new_model(cfg: dict, path: str | None = None):
-    """The student ``CrossEncoder`` (the profile's backbone, or a saved student), seeded."""
+    """The student ``CrossEncoder``: the profile's backbone with its ``head``, or a saved student; seeded."""
     import transformers
-    from sentence_transformers.cross_encoder import CrossEncoder
 
     transformers.set_seed(cfg["seed"])
-    name = path or models.resolve_model(cfg["model"])
-    return CrossEncoder(name, num_labels=1, max_length=cfg["max_length"])
+    if path:
+        return load_student(path, max_length=cfg["max_length"])
+    return build_student(models.resolve_model(cfg["model"]), head=cfg["head"], max_length=cfg["max_length"])
 
 
 def train_student(
@@ -394,7 +418,7 @@ def train_student(
 
 
 def _config_hash(profile: dict, student: dict) -> str:
-    cfg = {k: v for k, v in profile["training"].items() if k not in ("students", "progress_bar", "eval_batch_size")}
+    cfg = {k: v for k, v in profile["training"].items() if k not in ("students", "progress_bar", "eval_batch_size", "student_workers")}
     d = profile["data"]
     key = {"training": cfg, "student": student, "data": {"datasets": d["datasets"], "first_stage": d["first_stage"], "depth": d["depth"]}}
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -405,25 +429,59 @@ def student_dir(profile: dict, student: dict) -> Path:
     return data.cache_dir() / "students" / _config_hash(profile, student)
 
 
-def trained_students(profile: dict, *, train: bool = True) -> list[Student]:
+def _train_cached(profile: dict, s: dict, threads: int | None = None) -> None:
+    """Train student ``s`` into ``<hash>.partial`` (resuming), then rename it to ``<hash>``."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    folder = student_dir(profile, s)
+    partial = folder.with_name(folder.name + ".partial")
+    train_student(profile, loss=s["loss"], train_year=s["train_year"], out_dir=partial, resume=True)
+    _write_json(s, partial / "student.json")
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(partial, folder)
+
+
+def trained_students(profile: dict, *, train: bool = True, workers: int | None = None) -> list[Student]:
     """Every student of ``profile["training"]["students"]``, trained once and cached.
 
     A student is trained in ``<hash>.partial`` (which resumes after an interruption) and
     renamed to ``<hash>`` when done; later calls load it. ``train=False`` raises
     ``FileNotFoundError`` for a student that is not cached yet instead of training it.
+
+    ``workers`` (default: the profile's ``student_workers``) trains that many students at once,
+    each in its own process with ``cpu_count // workers`` torch threads. On a CPU, small
+    models use threads poorly: two one-thread processes on two cores train about twice as
+    many pairs per second as one two-thread process. On a GPU keep 1.
     """
-    out = []
-    for i, s in enumerate(profile["training"]["students"]):
+    specs = profile["training"]["students"]
+    for i, s in enumerate(specs):
         _check(s, f"students[{i}]", ("name", "loss", "train_year", "test_year"))
+    missing = [s for s in specs if not (student_dir(profile, s) / "final").is_dir()]
+    if missing and not train:
+        s = missing[0]
+        raise FileNotFoundError(
+            f"student {s['name']!r} is not trained yet ({student_dir(profile, s)}); run the training chapter or `rank-distillm train`"
+        )
+    workers = min(int(workers or profile["training"].get("student_workers") or 1), len(missing) or 1)
+    if workers <= 1:
+        for s in missing:
+            _train_cached(profile, s)
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        from tqdm.auto import tqdm
+
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            jobs = [pool.submit(_train_cached, profile, s, threads) for s in missing]
+            for job in tqdm(jobs, desc=f"students ({workers} processes x {threads} threads)", unit="student"):
+                job.result()
+    out = []
+    for s in specs:
         folder = student_dir(profile, s)
-        if not (folder / "final").is_dir():
-            if not train:
-                raise FileNotFoundError(f"student {s['name']!r} is not trained yet ({folder}); run the training chapter or `rank-distillm train`")
-            partial = folder.with_name(folder.name + ".partial")
-            train_student(profile, loss=s["loss"], train_year=s["train_year"], out_dir=partial, resume=True)
-            _write_json(s, partial / "student.json")
-            shutil.rmtree(folder, ignore_errors=True)
-            os.replace(partial, folder)
         metrics = json.loads((folder / "metrics.json").read_text())
         out.append(Student(s["name"], s["loss"], s["train_year"], s["test_year"], folder / "final", metrics))
     return out
@@ -443,14 +501,14 @@ def add_train_arguments(parser) -> None:
 
 
 def _parse_overrides(items: list[str]) -> dict:
-    import yaml
+    from .profiles import parse_value
 
     out = {}
     for item in items:
         if "=" not in item:
             raise ValueError(f"--set {item!r}: expected FIELD=VALUE")
         key, value = item.split("=", 1)
-        out[key] = yaml.safe_load(value)
+        out[key] = parse_value(value)
     return out
 
 

@@ -13,15 +13,18 @@ from .backends import (
     Request,
     TransformersBackend,
     VLLMBackend,
+    live_backend,
     make_backend,
 )
 from .analysis import query_costs, rank_shifts, window_costs
+from .cli import profile_candidates
 from .log import WindowLog, read_log
 from .prompts import RANKGPT, RANKVICUNA, RANKZEPHYR, TEMPLATES, PromptTemplate, get_template, render_fixed
 from .windows import TeacherResult, parse_permutation, sliding_window_rerank, was_repaired, window_schedule
 
 __all__ = [
-    "Answer", "Backend", "ReplayBackend", "Request", "TransformersBackend", "VLLMBackend", "make_backend",
+    "Answer", "Backend", "ReplayBackend", "Request", "TransformersBackend", "VLLMBackend", "live_backend", "make_backend",
+    "profile_candidates",
     "query_costs", "rank_shifts", "window_costs",
     "WindowLog", "read_log",
     "RANKGPT", "RANKVICUNA", "RANKZEPHYR", "TEMPLATES", "PromptTemplate", "get_template", "render_fixed",

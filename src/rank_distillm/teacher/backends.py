@@ -73,12 +73,24 @@ def _split_model_name(name: str, gguf_file: str | None) -> tuple[str, str | None
     return name, None
 
 
+def _default_dtype(device: str):
+    """bfloat16 on a GPU that supports it natively, float16 on an older GPU (T4, V100), float32 on the CPU."""
+    import torch
+
+    from ..scaling import choose_dtype, detect_devices
+
+    if not device.startswith("cuda"):
+        return torch.float32
+    return getattr(torch, choose_dtype("auto", detect_devices()))
+
+
 class TransformersBackend(Backend):
     """A causal LM through ``transformers``: greedy decoding, windows batched with left padding.
 
     ``model_name_or_path``: a hub id, a local folder, a ``.gguf`` file or a ``pkg:`` name
     (``models.SMOLLM2_GGUF``). ``device`` defaults to CUDA when available; ``dtype`` to
-    bfloat16 on CUDA and float32 on the CPU. Chat messages are rendered with the model's
+    bfloat16 on GPUs that compute in it natively (Ampere and newer), float16 on older ones
+    (a T4) and float32 on the CPU. Chat messages are rendered with the model's
     chat template; fixed prompts (RankVicuna) are used as they are. ``threads`` sets torch's
     CPU threads for the whole process (on a busy machine one thread can be several times
     faster than two that wait for each other).
@@ -98,7 +110,7 @@ class TransformersBackend(Backend):
         path, gguf = _split_model_name(model_name_or_path, gguf_file)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         if dtype is None:
-            dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
+            dtype = _default_dtype(self.device)
         elif isinstance(dtype, str):
             dtype = getattr(torch, dtype)
         kw = {"gguf_file": gguf} if gguf else {}
@@ -283,3 +295,21 @@ def make_backend(kind: str, **kwargs) -> Backend:
     except KeyError:
         raise ValueError(f"unknown backend {kind!r}: use one of {sorted(BACKENDS)}") from None
     return cls(**kwargs)
+
+
+def live_backend(backend: str, model: str | None, max_new_tokens: int = 120, threads: int | None = None,
+                 tensor_parallel_size: int = 1, engine: dict | None = None) -> Backend:
+    """A live backend (``transformers`` or ``vllm``) from a profile's teacher settings or the command line.
+
+    ``engine``: vLLM engine arguments (``max_model_len``, ``gpu_memory_utilization``,
+    ``quantization``, ...); the transformers backend ignores them, as it does
+    ``tensor_parallel_size``. ``threads`` is the transformers backend's alone.
+    """
+    if backend not in ("transformers", "vllm"):
+        raise ValueError(f"live backend {backend!r}: use transformers or vllm (replay answers from a log)")
+    if not model:
+        raise ValueError(f"the {backend} backend needs a model")
+    if backend == "vllm":
+        return make_backend("vllm", model=model, tensor_parallel_size=tensor_parallel_size,
+                            max_new_tokens=max_new_tokens, **(engine or {}))
+    return make_backend("transformers", model_name_or_path=model, max_new_tokens=max_new_tokens, threads=threads)

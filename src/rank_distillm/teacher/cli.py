@@ -8,36 +8,108 @@
 With ``--backend replay`` the ``--log`` is read (the answers come from it); with a live
 backend (``transformers``, ``vllm``) it is the window log that is appended to and resumed
 from (default: ``OUT.windows.jsonl``).
+
+``--profile NAME`` takes every setting from the profile's ``teacher`` section (the paper's
+labelling job with ``gpu``: RankZephyr through vLLM over the top-100 of 10,000 MS MARCO
+training queries); arguments given on the command line win::
+
+    rank-distillm teach --profile gpu --candidates colbertv2-train-top100.run --out rankzephyr.run
 """
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from ..data import DataError, load_candidates, resolve_path, write_run
-from .backends import BACKENDS, make_backend
+from .backends import BACKENDS, live_backend, make_backend
 from .prompts import TEMPLATES
+
+# what an argument is when neither the command line nor a profile sets it
+DEFAULTS = {"prompt": "rankzephyr", "window": 20, "stride": 10, "depth": 100, "max_words": None,
+            "max_new_tokens": 120, "batch_size": 8, "max_queries": None, "threads": None, "model": None,
+            "tensor_parallel_size": 1}
+# argument <- field of the profile's teacher section
+PROFILE_FIELDS = {"dataset": "dataset", "candidates": "candidates", "backend": "backend", "model": "model",
+                  "prompt": "prompt", "window": "window", "stride": "stride", "depth": "depth",
+                  "max_words": "max_words", "max_new_tokens": "max_new_tokens", "batch_size": "batch_size",
+                  "threads": "threads"}
 
 
 def add_teach_arguments(p) -> None:
-    p.add_argument("--dataset", required=True, help="ir_datasets id of the queries (and passages)")
-    p.add_argument("--candidates", required=True, help="first-stage run file (or irds:DATASET_ID)")
-    p.add_argument("--backend", required=True, choices=sorted(BACKENDS))
+    p.add_argument("--profile", help="take the settings from this profile's teacher section (smoke, cpu, gpu, "
+                                     "a variant such as colab, or a YAML file); explicit arguments win")
+    p.add_argument("--dataset", help="ir_datasets id of the queries (and passages); required without --profile")
+    p.add_argument("--candidates", help="first-stage run file (or irds:DATASET_ID); required without --profile")
+    p.add_argument("--backend", choices=sorted(BACKENDS), help="required without --profile")
     p.add_argument("--model", help="hub id, local folder, .gguf file or pkg: name (transformers, vllm)")
     p.add_argument("--log", help="window log: read by replay; appended to and resumed from otherwise "
                                  "(default OUT.windows.jsonl)")
-    p.add_argument("--prompt", default="rankzephyr", choices=sorted(TEMPLATES))
-    p.add_argument("--window", type=int, default=20)
-    p.add_argument("--stride", type=int, default=10)
-    p.add_argument("--depth", type=int, default=100)
-    p.add_argument("--max-words", type=int, default=None, help="words per passage (default 300 * 20 / window)")
-    p.add_argument("--max-new-tokens", type=int, default=120)
-    p.add_argument("--batch-size", type=int, default=8, help="queries whose windows share one backend call")
-    p.add_argument("--max-queries", type=int, default=None, help="only the first N queries of the dataset")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (transformers)")
-    p.add_argument("--tensor-parallel-size", type=int, default=1, help="GPUs per engine (vllm)")
+    p.add_argument("--prompt", choices=sorted(TEMPLATES), help="default rankzephyr")
+    p.add_argument("--window", type=int, help="default 20")
+    p.add_argument("--stride", type=int, help="default 10")
+    p.add_argument("--depth", type=int, help="default 100")
+    p.add_argument("--max-words", type=int, help="words per passage (default 300 * 20 / window)")
+    p.add_argument("--max-new-tokens", type=int, help="default 120")
+    p.add_argument("--batch-size", type=int, help="queries whose windows share one backend call (default 8)")
+    p.add_argument("--max-queries", type=int, help="only the first N queries of the dataset")
+    p.add_argument("--threads", type=int, help="torch CPU threads (transformers)")
+    p.add_argument("--tensor-parallel-size", type=int, help="GPUs per engine (vllm; default 1)")
     p.add_argument("--tag", default=None, help="run tag (default: the backend and model)")
     p.add_argument("--out", required=True, help="the re-ranked run, written atomically at the end")
+
+
+def _missing_candidates(profile: str, dataset: str) -> DataError:
+    return DataError(
+        f"teacher.candidates is not set in profile {profile!r}: it labels {dataset} from a first-stage run "
+        f"you supply (e.g. the ColBERTv2 top-100 released with Rank-DistiLLM, or a BM25 run); give "
+        f"--candidates RUN, or a profile file with {{base: {profile}, teacher: {{candidates: RUN}}}}"
+    )
+
+
+def resolve_arguments(args) -> argparse.Namespace:
+    """The arguments with every setting filled: the command line, else ``--profile``, else :data:`DEFAULTS`.
+
+    From a profile also ``max_queries`` (its ``live_queries`` when set, else ``max_queries``)
+    and ``engine`` (vLLM engine arguments). A setting that is still missing is an error
+    naming the argument, or the profile field it would come from.
+    """
+    out = argparse.Namespace(**vars(args))
+    out.engine = {}
+    settings = None
+    if getattr(args, "profile", None):
+        from ..profiles import load_profile
+
+        settings = load_profile(args.profile)["teacher"]
+        for arg, field in PROFILE_FIELDS.items():
+            if getattr(out, arg, None) is None:
+                setattr(out, arg, settings[field])
+        if out.max_queries is None:
+            out.max_queries = settings["live_queries"] or settings["max_queries"]
+        out.engine = dict(settings["engine"] or {})
+    for arg, value in DEFAULTS.items():
+        if getattr(out, arg, None) is None:
+            setattr(out, arg, value)
+    if out.candidates is None and settings is not None:
+        raise _missing_candidates(args.profile, settings["dataset"])
+    for arg in ("dataset", "candidates", "backend"):
+        if getattr(out, arg) is None:
+            raise ValueError(f"--{arg} is required (or --profile NAME to take it from a profile)")
+    if out.backend not in BACKENDS:
+        raise ValueError(f"backend {out.backend!r}: use one of {sorted(BACKENDS)}")
+    return out
+
+
+def profile_candidates(settings: dict, depth: int | None = None, profile: str = "this profile"):
+    """The candidates a profile's ``teacher`` section names: ``dataset``, ``candidates``, ``max_queries``.
+
+    ``depth`` defaults to the section's; ``candidates: null`` (the gpu profile: a run you
+    supply) is an error that says how to give one.
+    """
+    if not settings.get("candidates"):
+        raise _missing_candidates(profile, settings["dataset"])
+    return load_candidates(settings["dataset"], settings["candidates"],
+                           depth=settings["depth"] if depth is None else depth, max_queries=settings["max_queries"])
 
 
 def _check(args) -> None:
@@ -51,16 +123,14 @@ def _check(args) -> None:
 def _backend(args):
     if args.backend == "replay":
         return make_backend("replay", log_path=resolve_path(args.log))
-    if args.backend == "vllm":
-        return make_backend("vllm", model=args.model, tensor_parallel_size=args.tensor_parallel_size,
-                            max_new_tokens=args.max_new_tokens)
-    return make_backend("transformers", model_name_or_path=args.model, max_new_tokens=args.max_new_tokens,
-                        threads=args.threads)
+    return live_backend(args.backend, args.model, max_new_tokens=args.max_new_tokens, threads=args.threads,
+                        tensor_parallel_size=args.tensor_parallel_size, engine=args.engine)
 
 
 def teach_command(args) -> int:
     from .windows import sliding_window_rerank, was_repaired
 
+    args = resolve_arguments(args)
     _check(args)
     out = Path(args.out)
     if args.backend == "replay":

@@ -26,12 +26,15 @@ from ..data import DataError
 REQUIRED = ("qid", "window", "docids", "response")
 
 
-def read_log(path: str | os.PathLike, *, repair_tail: bool = False) -> list[dict]:
+def read_log(path: str | os.PathLike, *, repair_tail: bool = False, required: tuple[str, ...] = REQUIRED,
+             what: str = "window") -> list[dict]:
     """All complete records of a window log, in file order, each with its ``_line`` number.
 
     A last line without its newline, or one that is not valid JSON, is an interrupted write:
     it is ignored, and with ``repair_tail=True`` cut off the file. Any other bad line, or a
-    record that lacks a required field, is a :class:`DataError` naming file and line.
+    record that lacks a ``required`` field, is a :class:`DataError` naming file and line.
+    Any append-only JSONL file written this way can be read with it (``what`` names its
+    records in errors): the benchmark's rows use it too.
     """
     path = Path(path)
     if not path.exists():
@@ -50,9 +53,11 @@ def read_log(path: str | os.PathLike, *, repair_tail: bool = False) -> list[dict
                     # the last line ended with a newline but is garbage: an interrupted write too
                     break
                 raise DataError(f"{path} line {n}: not valid JSON ({error.msg})") from None
-            missing = [k for k in REQUIRED if k not in record]
+            if not isinstance(record, dict):
+                raise DataError(f"{path} line {n}: not a JSON object")
+            missing = [k for k in required if k not in record]
             if missing:
-                raise DataError(f"{path} line {n}: window record lacks field(s) {missing}")
+                raise DataError(f"{path} line {n}: {what} record lacks field(s) {missing}")
             record["_line"] = n
             records.append(record)
         good_bytes += len(line) + 1

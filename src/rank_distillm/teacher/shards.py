@@ -206,6 +206,8 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="model name or path (vllm, transformers)")
     p.add_argument("--replay-log", help="window log to answer from (replay)")
     p.add_argument("--tensor-parallel-size", type=int, default=1, help="GPUs per shard (vllm)")
+    p.add_argument("--max-model-len", type=int, default=None,
+                   help="vLLM's context length (RankZephyr's: 4096; default: the model's own)")
     p.add_argument("--prompt", default="rankzephyr")
     p.add_argument("--window", type=int, default=20)
     p.add_argument("--stride", type=int, default=10)
@@ -247,7 +249,8 @@ def _make_backend(args):
     if not args.model:
         raise ValueError(f"--backend {args.backend} needs --model")
     if args.backend == "vllm":
-        return make_backend("vllm", model=args.model, tensor_parallel_size=args.tensor_parallel_size)
+        engine = {"max_model_len": args.max_model_len} if args.max_model_len else {}
+        return make_backend("vllm", model=args.model, tensor_parallel_size=args.tensor_parallel_size, **engine)
     return make_backend("transformers", model_name_or_path=args.model)
 
 

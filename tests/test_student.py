@@ -1,0 +1,85 @@
+"""The student's heads: the segment-cosine head against a hand computation, save/load, errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from rank_distillm.student import SegmentCosineScore, build_student, load_student
+
+PAIRS = [
+    ("what is the capital of france", "Paris is the capital and most populous city of France."),
+    ("what is the capital of france", "Bananas are a yellow fruit rich in potassium."),
+    ("how do plants make food", "Photosynthesis turns light, water and carbon dioxide into sugar in plants."),
+]
+
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def _by_hand(minilm_path: str, pairs) -> torch.Tensor:
+    """20 * cos(mean of the query segment, mean of the passage segment) with plain transformers."""
+    from transformers import AutoModel, AutoTokenizer
+
+    tok, bert = AutoTokenizer.from_pretrained(minilm_path), AutoModel.from_pretrained(minilm_path).eval()
+    enc = tok([q for q, _ in pairs], [p for _, p in pairs], padding=True, truncation=True, max_length=64, return_tensors="pt")
+    with torch.no_grad():
+        h = bert(**enc).last_hidden_state
+    mask, segment = enc["attention_mask"].float(), enc["token_type_ids"].float()
+    q_mask, p_mask = mask * (1 - segment), mask * segment
+    q = (h * q_mask[..., None]).sum(1) / q_mask.sum(1, keepdim=True)
+    p = (h * p_mask[..., None]).sum(1) / p_mask.sum(1, keepdim=True)
+    return 20 * torch.nn.functional.cosine_similarity(q, p)
+
+
+def test_segment_cosine_head_matches_a_hand_computation(minilm_path):
+    model = build_student(minilm_path, head="segment-cosine", max_length=64)
+    scores = torch.tensor(model.predict(PAIRS))
+    torch.testing.assert_close(scores, _by_hand(minilm_path, PAIRS), atol=1e-4, rtol=1e-4)
+    # an untrained student already ranks: the relevant passage above the banana
+    assert scores[0] > scores[1]
+
+
+def test_segment_cosine_student_round_trips(minilm_path, tmp_path):
+    model = build_student(minilm_path, head="segment-cosine", max_length=64)
+    before = model.predict(PAIRS)
+    model.save_pretrained(str(tmp_path / "student"))
+    assert "rank_distillm.student.SegmentCosineScore" in (tmp_path / "student" / "modules.json").read_text()
+    loaded = load_student(tmp_path / "student")
+    assert isinstance(loaded[-1], SegmentCosineScore) and loaded[-1].scale == 20.0
+    torch.testing.assert_close(torch.tensor(loaded.predict(PAIRS)), torch.tensor(before))
+
+
+def test_classifier_head_is_the_librarys_cross_encoder(minilm_path, tmp_path):
+    model = build_student(minilm_path, head="classifier", max_length=64)
+    assert model.num_labels == 1 and type(model.model).__name__ == "BertForSequenceClassification"
+    model.save_pretrained(str(tmp_path / "student"))
+    torch.testing.assert_close(torch.tensor(load_student(tmp_path / "student").predict(PAIRS)), torch.tensor(model.predict(PAIRS)))
+
+
+def test_unknown_head_names_the_field(minilm_path):
+    with pytest.raises(ValueError, match="training.head: unknown head 'mean'"):
+        build_student(minilm_path, head="mean")
+
+
+def test_segment_head_without_token_types_says_so():
+    features = {"token_embeddings": torch.zeros(1, 3, 4), "attention_mask": torch.ones(1, 3)}
+    with pytest.raises(ValueError, match="token_type_ids"):
+        SegmentCosineScore()(features)
+
+
+def test_malformed_modules_json_names_the_file(tmp_path):
+    (tmp_path / "modules.json").write_text("[{")
+    with pytest.raises(ValueError, match=r"modules\.json: not valid JSON"):
+        load_student(tmp_path)
+
+
+def test_own_modules_are_recognised(tmp_path):
+    (tmp_path / "modules.json").write_text(json.dumps([{"type": "sentence_transformers.base.modules.transformer.Transformer"}]))
+    from rank_distillm.student import _own_modules
+
+    assert not _own_modules(tmp_path)
+    (tmp_path / "modules.json").write_text(json.dumps([{"type": "rank_distillm.student.SegmentCosineScore"}]))
+    assert _own_modules(tmp_path)
