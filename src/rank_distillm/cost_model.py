@@ -48,6 +48,11 @@ class ModelShape:
     def non_embedding_params(self) -> int:
         return self.params - self.embedding_params
 
+    @property
+    def kv_bytes_per_token(self) -> float:
+        """KV-cache bytes one token holds: keys and values of every layer, ``2 * layers * kv_dim * bytes``."""
+        return 2 * self.layers * self.kv_dim * self.bytes_per_param
+
     def with_bytes(self, bytes_per_param: float) -> "ModelShape":
         return replace(self, bytes_per_param=bytes_per_param)
 
@@ -63,9 +68,9 @@ def _transformer_params(layers, hidden, intermediate, kv_dim, vocab, gated: bool
 
 
 def shape(name, layers, hidden, intermediate, heads, vocab, kv_heads=None, gated=False, tied=True,
-          extra_embeddings=0, bytes_per_param=2.0) -> ModelShape:
+          extra_embeddings=0, bytes_per_param=2.0, head_dim=None) -> ModelShape:
     """A shape from the architecture's sizes (biases and norms ignored: < 0.5% of the parameters)."""
-    kv_dim = hidden // heads * (kv_heads or heads)
+    kv_dim = (head_dim or hidden // heads) * (kv_heads or heads)
     params, emb = _transformer_params(layers, hidden, intermediate, kv_dim, vocab, gated, extra_embeddings, tied)
     return ModelShape(name, params, emb, layers, hidden, intermediate, heads, kv_dim, vocab, bytes_per_param)
 
@@ -82,7 +87,7 @@ def shape_from_config(config, name: str | None = None, bytes_per_param: float = 
     s = shape(
         name or getattr(c, "_name_or_path", None) or c.model_type, c.num_hidden_layers, c.hidden_size,
         c.intermediate_size, heads, c.vocab_size, getattr(c, "num_key_value_heads", None), gated,
-        getattr(c, "tie_word_embeddings", True), extra, bytes_per_param,
+        getattr(c, "tie_word_embeddings", True), extra, bytes_per_param, getattr(c, "head_dim", None),
     )
     return s
 
@@ -159,7 +164,7 @@ def llm_cost(s: ModelShape, w: Workload) -> dict:
     prefill = _forward_flops(s, prompt, prompt / 2)  # causal: on average half the prompt is attended
     decode = _forward_flops(s, generated, prompt + generated / 2) + generated * 2 * s.vocab * s.hidden  # + LM head
     weights = s.params * s.bytes_per_param
-    kv = 2 * s.layers * s.kv_dim * (prompt + generated) * s.bytes_per_param
+    kv = s.kv_bytes_per_token * (prompt + generated)
     activations = prompt * (4 * s.hidden + s.intermediate) * s.bytes_per_param
     return {
         "flops": n * (prefill + decode), "windows": n, "prompt_tokens": n * prompt, "generated_tokens": n * generated,

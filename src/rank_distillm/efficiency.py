@@ -47,8 +47,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
+from .cost_model import shape_from_config
 from .data import Candidates, DataError, cache_dir
-from .teacher.backends import TransformersBackend, VLLMBackend
+from .teacher.backends import TransformersBackend, VLLMBackend, _default_dtype
 
 # The paper's claim (abstract of Schlatt et al., ECIR 2025): the distilled cross-encoder
 # is up to 173x faster and 24x more memory efficient than the LLM re-ranker.
@@ -273,7 +274,7 @@ class OnnxStudent:
         self.arena = arena
         self.tokenizer = tokenizer
         self.max_length = max_length
-        self.input_names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in tokenizer.model_input_names]
+        self.input_names = _input_names(tokenizer)
         path = graph_path(folder, backend)
         if not path.exists():
             raise FileNotFoundError(f"{path}: the {backend} graph has not been exported (export_graph)")
@@ -307,6 +308,11 @@ class OnnxStudent:
         return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
 
 
+def _input_names(tokenizer) -> list[str]:
+    """The graph's inputs: the tokenizer's model inputs among ``input_ids``, ``attention_mask``, ``token_type_ids``."""
+    return [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in tokenizer.model_input_names]
+
+
 def graph_path(folder: str | os.PathLike, backend: str) -> Path:
     """The graph a backend runs: ``model.onnx`` (onnx, openvino) or ``model_int8.onnx`` (onnx-int8)."""
     backend = split_backend(backend)[0]
@@ -319,8 +325,7 @@ def graph_path(folder: str | os.PathLike, backend: str) -> Path:
 def export_graph(cross_encoder, backend: str, folder: str | os.PathLike) -> Path:
     """Export (once) the graph ``backend`` runs, and the parameter count beside it; its path."""
     folder = Path(folder)
-    names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in cross_encoder.tokenizer.model_input_names]
-    path = export_onnx(cross_encoder, folder / "model.onnx", names)
+    path = export_onnx(cross_encoder, folder / "model.onnx", _input_names(cross_encoder.tokenizer))
     if split_backend(backend)[0] == "onnx-int8":
         path = quantize_int8(path, folder / "model_int8.onnx")
     info = folder / "params.json"
@@ -616,10 +621,7 @@ class ForcedLengthVLLM(VLLMBackend):
 
             self.params = int(sum(p.numel() for p in AutoModelForCausalLM.from_config(config).parameters()))
         self.weights_bytes = self.params * itemsize
-        heads = config.num_attention_heads
-        head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
-        kv_heads = getattr(config, "num_key_value_heads", None) or heads
-        self.kv_bytes_per_token = 2 * config.num_hidden_layers * kv_heads * head_dim * itemsize
+        self.kv_bytes_per_token = shape_from_config(config, bytes_per_param=itemsize).kv_bytes_per_token
         try:
             self._quiet = {"use_tqdm": False} if "use_tqdm" in inspect.signature(llm.generate).parameters else {}
         except (TypeError, ValueError):
@@ -670,8 +672,9 @@ def _vllm_config_folder(spec: dict) -> str:
 
 
 def _teacher_dtype(spec: dict) -> str:
-    """The teacher's dtype name: the spec's, else bfloat16 on a GPU and float32 on the CPU."""
-    return spec.get("dtype") or ("bfloat16" if _device(spec).startswith("cuda") else "float32")
+    """The teacher's dtype name: the spec's, else the teacher backend's default for the device
+    (bfloat16 on GPUs that compute in it natively, float16 on older ones, float32 on the CPU)."""
+    return spec.get("dtype") or str(_default_dtype(_device(spec))).removeprefix("torch.")
 
 
 def vllm_engine_args(spec: dict) -> tuple[str, dict]:

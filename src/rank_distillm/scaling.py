@@ -28,6 +28,8 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 
+from . import cost_model
+
 # --------------------------------------------------------------------------- devices
 
 
@@ -175,8 +177,8 @@ def budget_table(settings: dict, throughput: Throughput, queries: int | None = N
 
 # --------------------------------------------------------------------------- one GPU (Colab)
 
-# RankZephyr's KV cache (Mistral-7B: 32 layers x 8 KV heads x 128 dims), keys and values in 16 bit
-TEACHER_KV_BYTES_PER_TOKEN = 2 * 32 * 8 * 128 * 2
+# RankZephyr's KV cache per token (Mistral-7B: 32 layers x 8 KV heads x 128 dims), keys and values in 16 bit
+TEACHER_KV_BYTES_PER_TOKEN = cost_model.SHAPES["RankZephyr-7B (Mistral-7B)"].with_bytes(2).kv_bytes_per_token
 VLLM_MEMORY_UTILISATION = 0.9  # vLLM's default gpu_memory_utilization
 ENGINE_OVERHEAD_GIB = 1.0      # activations, CUDA graphs and context beside weights and cache (an assumption)
 

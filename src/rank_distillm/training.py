@@ -193,14 +193,18 @@ def use_bf16(setting) -> bool:
     """The profile's ``bf16`` (true, false or ``auto``) for this machine.
 
     ``auto``: bfloat16 autocast where the hardware computes in it natively: an Ampere or newer
-    GPU, or a CPU with AVX512-BF16 or AMX (oneDNN's check); float32 elsewhere, where emulated
-    bfloat16 would be slower, not faster.
+    GPU (``scaling.choose_dtype``, the one check the book uses for GPUs), or a CPU with
+    AVX512-BF16 or AMX (oneDNN's check); float32 elsewhere, where emulated bfloat16 would be
+    slower, not faster.
     """
     import torch
 
     if setting == "auto":
-        if torch.cuda.is_available():
-            return torch.cuda.is_bf16_supported()
+        from .scaling import choose_dtype, detect_devices
+
+        devices = detect_devices()
+        if devices:
+            return choose_dtype("auto", devices) == "bfloat16"
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     if not isinstance(setting, bool):
         raise ValueError(f"training.bf16: expected true, false or auto, got {setting!r}")

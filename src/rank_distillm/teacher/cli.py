@@ -29,11 +29,9 @@ from .prompts import TEMPLATES
 DEFAULTS = {"prompt": "rankzephyr", "window": 20, "stride": 10, "depth": 100, "max_words": None,
             "max_new_tokens": 120, "batch_size": 8, "max_queries": None, "threads": None, "model": None,
             "tensor_parallel_size": 1}
-# argument <- field of the profile's teacher section
-PROFILE_FIELDS = {"dataset": "dataset", "candidates": "candidates", "backend": "backend", "model": "model",
-                  "prompt": "prompt", "window": "window", "stride": "stride", "depth": "depth",
-                  "max_words": "max_words", "max_new_tokens": "max_new_tokens", "batch_size": "batch_size",
-                  "threads": "threads"}
+# arguments taken from the field of the same name in the profile's teacher section
+PROFILE_FIELDS = ("dataset", "candidates", "backend", "model", "prompt", "window", "stride", "depth", "max_words",
+                  "max_new_tokens", "batch_size", "threads")
 
 
 def add_teach_arguments(p) -> None:
@@ -81,9 +79,9 @@ def resolve_arguments(args) -> argparse.Namespace:
         from ..profiles import load_profile
 
         settings = load_profile(args.profile)["teacher"]
-        for arg, field in PROFILE_FIELDS.items():
-            if getattr(out, arg, None) is None:
-                setattr(out, arg, settings[field])
+        for field in PROFILE_FIELDS:
+            if getattr(out, field, None) is None:
+                setattr(out, field, settings[field])
         if out.max_queries is None:
             out.max_queries = settings["live_queries"] or settings["max_queries"]
         out.engine = dict(settings["engine"] or {})

@@ -240,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _make_backend(args):
-    from .backends import make_backend
+    from .backends import live_backend, make_backend
 
     if args.backend == "replay":
         if not args.replay_log:
@@ -248,10 +248,8 @@ def _make_backend(args):
         return make_backend("replay", log_path=args.replay_log)
     if not args.model:
         raise ValueError(f"--backend {args.backend} needs --model")
-    if args.backend == "vllm":
-        engine = {"max_model_len": args.max_model_len} if args.max_model_len else {}
-        return make_backend("vllm", model=args.model, tensor_parallel_size=args.tensor_parallel_size, **engine)
-    return make_backend("transformers", model_name_or_path=args.model)
+    engine = {"max_model_len": args.max_model_len} if args.max_model_len else {}
+    return live_backend(args.backend, args.model, tensor_parallel_size=args.tensor_parallel_size, engine=engine)
 
 
 def launch_commands(gpus: str, processes: int | None, tensor_parallel: int, run_args: list[str]) -> list[tuple[dict, list[str]]]:
