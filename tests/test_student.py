@@ -83,3 +83,73 @@ def test_own_modules_are_recognised(tmp_path):
     assert not _own_modules(tmp_path)
     (tmp_path / "modules.json").write_text(json.dumps([{"type": "rank_distillm.student.SegmentCosineScore"}]))
     assert _own_modules(tmp_path)
+
+
+# --------------------------------------------------------------------------- separate layers (PreTTR)
+
+
+def _bi_encoder(minilm_path: str, pairs) -> torch.Tensor:
+    """20 * cos of the backbone used as the bi-encoder it was trained as: query and passage encoded alone, mean-pooled."""
+    from transformers import AutoModel, AutoTokenizer
+
+    tok, bert = AutoTokenizer.from_pretrained(minilm_path), AutoModel.from_pretrained(minilm_path).eval()
+
+    def embed(texts):
+        enc = tok(texts, padding=True, return_tensors="pt")
+        with torch.no_grad():
+            h = bert(**enc).last_hidden_state
+        m = enc["attention_mask"].float()[..., None]
+        return (h * m).sum(1) / m.sum(1)
+
+    return 20 * torch.nn.functional.cosine_similarity(embed([q for q, _ in pairs]), embed([p for _, p in pairs]))
+
+
+def test_all_layers_separate_is_exactly_the_bi_encoder(minilm_path):
+    model = build_student(minilm_path, head="segment-cosine", max_length=128, separate_layers=6)
+    torch.testing.assert_close(torch.tensor(model.predict(PAIRS)), _bi_encoder(minilm_path, PAIRS), atol=1e-4, rtol=1e-4)
+
+
+def test_no_separate_layers_is_the_joint_cross_encoder(minilm_path):
+    from rank_distillm.student import SplitLayersTransformer
+
+    split = SplitLayersTransformer(minilm_path, separate_layers=0, processor_kwargs={"model_max_length": 64})
+    joint = build_student(minilm_path, head="segment-cosine", max_length=64)
+    features = joint[0].preprocess(PAIRS)
+    with torch.no_grad():
+        a = joint[0](dict(features))["token_embeddings"]
+        b = split(dict(features))["token_embeddings"]
+    torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("separate_layers", [3, 5])
+def test_separate_layers_lie_between_bi_and_cross_encoder_and_ignore_padding(minilm_path, separate_layers):
+    model = build_student(minilm_path, head="segment-cosine", max_length=128, separate_layers=separate_layers)
+    together = torch.tensor(model.predict(PAIRS))
+    alone = torch.tensor([model.predict([pair])[0] for pair in PAIRS])
+    torch.testing.assert_close(together, alone, atol=1e-4, rtol=1e-4)  # the block mask leaves padding out
+    assert not torch.allclose(together, _bi_encoder(minilm_path, PAIRS), atol=1e-3)  # the top layers do interact
+
+
+def test_separate_layers_round_trip_and_eager_attention_agrees(minilm_path, tmp_path):
+    from rank_distillm.student import SplitLayersTransformer
+
+    model = build_student(minilm_path, head="segment-cosine", max_length=64, separate_layers=4)
+    before = torch.tensor(model.predict(PAIRS))
+    model.save_pretrained(str(tmp_path / "student"))
+    loaded = load_student(tmp_path / "student")
+    assert isinstance(loaded[0], SplitLayersTransformer) and loaded[0].separate_layers == 4
+    torch.testing.assert_close(torch.tensor(loaded.predict(PAIRS)), before)
+    eager = SplitLayersTransformer(
+        minilm_path, separate_layers=4, processor_kwargs={"model_max_length": 64}, config_kwargs={"num_labels": 1},
+        model_kwargs={"attn_implementation": "eager"},
+    )
+    assert eager._attention == "eager"
+    loaded[0] = eager
+    torch.testing.assert_close(torch.tensor(loaded.predict(PAIRS)), before, atol=1e-4, rtol=1e-4)
+
+
+def test_separate_layers_errors_name_the_field(minilm_path):
+    with pytest.raises(ValueError, match="separate_layers: 7 is not between 0 and the model's 6 layers"):
+        build_student(minilm_path, head="segment-cosine", separate_layers=7)
+    with pytest.raises(ValueError, match="training.separate_layers needs head: segment-cosine"):
+        build_student(minilm_path, head="classifier", separate_layers=2)

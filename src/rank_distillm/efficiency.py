@@ -275,6 +275,8 @@ class OnnxStudent:
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.input_names = _input_names(tokenizer)
+        info = folder / "params.json"  # what the student's own preprocessing puts before a passage (student.passage_prefix)
+        self.passage_prefix = json.loads(info.read_text()).get("passage_prefix", "") if info.is_file() else ""
         path = graph_path(folder, backend)
         if not path.exists():
             raise FileNotFoundError(f"{path}: the {backend} graph has not been exported (export_graph)")
@@ -301,7 +303,7 @@ class OnnxStudent:
         out = []
         for i in range(0, len(pairs), batch_size):
             chunk = pairs[i : i + batch_size]
-            enc = self.tokenizer([p[0] for p in chunk], [p[1] for p in chunk], padding=True, truncation="longest_first",
+            enc = self.tokenizer([p[0] for p in chunk], [self.passage_prefix + p[1] for p in chunk], padding=True, truncation="longest_first",
                                  max_length=self.max_length, return_tensors="np")
             feeds = {k: enc[k].astype(np.int64) for k in self.input_names}
             out.append(np.asarray(self._run(feeds)).reshape(len(chunk), -1)[:, 0])
@@ -330,7 +332,9 @@ def export_graph(cross_encoder, backend: str, folder: str | os.PathLike) -> Path
         path = quantize_int8(path, folder / "model_int8.onnx")
     info = folder / "params.json"
     if not info.exists():
-        info.write_text(json.dumps({"params": count_parameters(cross_encoder)}))
+        from .student import passage_prefix
+
+        info.write_text(json.dumps({"params": count_parameters(cross_encoder), "passage_prefix": passage_prefix(cross_encoder)}))
     return path
 
 

@@ -1,8 +1,9 @@
 """The student: a ``CrossEncoder`` built from the profile's backbone and a scoring head.
 
 Both heads read the same jointly encoded sequence ``[CLS] query [SEP] passage [SEP]``, in
-which every layer lets query and passage tokens attend to each other (what makes it a
-cross-encoder); they differ in how the last layer's token states ``h_i`` become a score.
+which every layer (or every layer above ``separate_layers``) lets query and passage tokens
+attend to each other (what makes it a cross-encoder); they differ in how the last layer's
+token states ``h_i`` become a score.
 
 ``head="classifier"`` (the library's default, and the paper's monoELECTRA head)
     ``s(q, p) = w^T tanh(W h_[CLS] + b) + c``. ``w`` starts random: on a backbone that was
@@ -18,8 +19,17 @@ cross-encoder); they differ in how the last layer's token states ``h_i`` become 
     head. ``scale`` (a fixed temperature, as in contrastive losses) puts the cosine's small
     differences on the scale the losses expect.
 
-The head is a sentence-transformers module, so ``CrossEncoder.save_pretrained`` and
-``CrossEncoder(path)`` round-trip it like any other model (``modules.json``).
+``separate_layers=n`` (:class:`SplitLayersTransformer`; PreTTR, MacAvaney et al., SIGIR 2020)
+    lets query and passage attend to each other only from layer ``n + 1`` on: the first ``n``
+    layers encode ``[CLS] query [SEP]`` and ``[CLS] passage [SEP]`` apart, each with its own
+    positions from 0 and token type 0, exactly as a bi-encoder does; the remaining layers encode
+    them jointly. ``n = 0`` is the ordinary cross-encoder; ``n`` = the number of layers is the
+    bi-encoder itself. With a backbone trained as a bi-encoder (all-MiniLM-L6-v2) the lower
+    layers keep what it learned, and only the top layers have to learn the interaction
+    (chapter 05 measures each ``n`` before training).
+
+The head and the backbone are sentence-transformers modules, so ``CrossEncoder.save_pretrained``
+and ``CrossEncoder(path)`` round-trip them like any other model (``modules.json``).
 """
 
 from __future__ import annotations
@@ -29,9 +39,81 @@ import os
 from pathlib import Path
 
 import torch
-from sentence_transformers.base.modules import Module
+from sentence_transformers.base.modules import Module, Transformer
 
 HEADS = ("classifier", "segment-cosine")
+
+
+def _encoder_layers(model) -> torch.nn.ModuleList:
+    """The transformer layers of a BERT-like encoder (``model.encoder.layer``)."""
+    layers = getattr(getattr(model, "encoder", None), "layer", None)
+    if not isinstance(layers, torch.nn.ModuleList):
+        raise ValueError(
+            f"separate_layers: {type(model).__name__} has no encoder.layer list (only BERT-like encoders are supported)"
+        )
+    return layers
+
+
+class SplitLayersTransformer(Transformer):
+    """A ``Transformer`` module whose first ``separate_layers`` layers encode query and passage apart.
+
+    For a pair it feeds ``[CLS] query [SEP] [CLS] passage [SEP]`` (the passage gets its own
+    ``[CLS]``), restarts the position ids at the passage's ``[CLS]`` and gives every token type
+    0, so that each segment looks to the model as it would alone; ``token_type_ids`` in the
+    features still mark the passage (1) for the head. A forward pre-hook on each of the first
+    ``separate_layers`` layers replaces the attention mask with a block-diagonal one (a token
+    attends only to its own segment). ``separate_layers=0`` changes nothing: a plain
+    cross-encoder. Works with the ``sdpa`` and ``eager`` attention implementations.
+    """
+
+    config_keys = [*Transformer.config_keys, "separate_layers"]
+
+    def __init__(self, model_name_or_path: str, *, separate_layers: int = 0, **kwargs):
+        super().__init__(model_name_or_path, **kwargs)
+        layers = _encoder_layers(self.model)
+        if not 0 <= int(separate_layers) <= len(layers):
+            raise ValueError(f"separate_layers: {separate_layers} is not between 0 and the model's {len(layers)} layers")
+        self.separate_layers = int(separate_layers)
+        self._attention = self.model.config._attn_implementation
+        if self.separate_layers and self._attention not in ("sdpa", "eager"):
+            raise ValueError(f"separate_layers needs sdpa or eager attention, not {self._attention!r}")
+        self._segment_mask: torch.Tensor | None = None
+        for layer in layers[: self.separate_layers]:
+            layer.register_forward_pre_hook(self._use_segment_mask, with_kwargs=True)
+
+    def _use_segment_mask(self, layer, args, kwargs):
+        if self._segment_mask is None:
+            return None
+        if "attention_mask" in kwargs:
+            return args, {**kwargs, "attention_mask": self._segment_mask}
+        return (args[0], self._segment_mask, *args[2:]), kwargs
+
+    def preprocess(self, inputs, *args, **kwargs):
+        if self.separate_layers:
+            prefix = f"{self.tokenizer.cls_token} "
+            inputs = [(x[0], prefix + x[1]) if isinstance(x, (tuple, list)) and len(x) == 2 else x for x in inputs]
+        return super().preprocess(inputs, *args, **kwargs)
+
+    def forward(self, features: dict, **kwargs) -> dict:
+        if not self.separate_layers:
+            return super().forward(features, **kwargs)
+        types, mask = features["token_type_ids"], features["attention_mask"].bool()
+        passage = types.bool() & mask
+        query_length = (mask & ~passage).sum(1, keepdim=True)
+        positions = torch.cumsum(torch.ones_like(types), 1) - 1  # (arange, but traced with a dynamic length for ONNX)
+        positions = torch.where(passage, positions - query_length, positions)
+        # a token sees the unpadded tokens of its own segment (padding rows see the query: no empty softmax)
+        same = (passage.unsqueeze(2) == passage.unsqueeze(1)) & mask.unsqueeze(1)
+        if self._attention == "eager":
+            dtype = torch.get_autocast_dtype(types.device.type) if torch.is_autocast_enabled(types.device.type) else self.model.dtype
+            self._segment_mask = torch.zeros(same.shape, dtype=dtype, device=same.device).masked_fill(~same, torch.finfo(dtype).min)
+        else:
+            self._segment_mask = same
+        self._segment_mask = self._segment_mask.unsqueeze(1)
+        try:
+            return super().forward(features, token_type_ids=torch.zeros_like(types), position_ids=positions, **kwargs)
+        finally:
+            self._segment_mask = None
 
 
 class SegmentCosineScore(Module):
@@ -68,18 +150,32 @@ class SegmentCosineScore(Module):
         self.save_config(output_path)
 
 
-def build_student(model_name: str, *, head: str = "classifier", max_length: int | None = None, scale: float = 20.0):
-    """A new student ``CrossEncoder``: ``model_name``'s backbone with ``head`` (see the module docstring)."""
-    from sentence_transformers.base.modules import Transformer
+def passage_prefix(cross_encoder) -> str:
+    """The text put before each passage by the student's own preprocessing (a ``[CLS]`` with ``separate_layers``).
+
+    Code that tokenizes pairs itself (the ONNX and OpenVINO students) must add it too.
+    """
+    first = cross_encoder[0]
+    return f"{first.tokenizer.cls_token} " if getattr(first, "separate_layers", 0) else ""
+
+
+def build_student(
+    model_name: str, *, head: str = "classifier", max_length: int | None = None, scale: float = 20.0, separate_layers: int = 0
+):
+    """A new student ``CrossEncoder``: ``model_name``'s backbone with ``head`` and ``separate_layers`` (see the module docstring)."""
     from sentence_transformers.cross_encoder import CrossEncoder
 
     if head not in HEADS:
         raise ValueError(f"training.head: unknown head {head!r} (use one of {', '.join(HEADS)})")
     if head == "classifier":
+        if separate_layers:
+            raise ValueError("training.separate_layers needs head: segment-cosine (the classifier head reads the joint [CLS])")
         return CrossEncoder(model_name, num_labels=1, max_length=max_length)
     processor_kwargs = {"model_max_length": max_length} if max_length else None
-    backbone = Transformer(
-        model_name, transformer_task="feature-extraction", processor_kwargs=processor_kwargs, config_kwargs={"num_labels": 1}
+    backbone_class = SplitLayersTransformer if separate_layers else Transformer
+    extra = {"separate_layers": separate_layers} if separate_layers else {}
+    backbone = backbone_class(
+        model_name, transformer_task="feature-extraction", processor_kwargs=processor_kwargs, config_kwargs={"num_labels": 1}, **extra
     )
     # scores are scaled cosines: a sigmoid on top (the default for one output) would saturate them
     return CrossEncoder(modules=[backbone, SegmentCosineScore(scale)], max_length=max_length, activation_fn=torch.nn.Identity())

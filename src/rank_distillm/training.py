@@ -334,7 +334,9 @@ def new_model(cfg: dict, path: str | None = None):
     transformers.set_seed(cfg["seed"])
     if path:
         return load_student(path, max_length=cfg["max_length"])
-    return build_student(models.resolve_model(cfg["model"]), head=cfg["head"], max_length=cfg["max_length"])
+    return build_student(
+        models.resolve_model(cfg["model"]), head=cfg["head"], max_length=cfg["max_length"], separate_layers=cfg.get("separate_layers") or 0
+    )
 
 
 def train_student(
