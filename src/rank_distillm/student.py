@@ -63,7 +63,9 @@ class SplitLayersTransformer(Transformer):
     features still mark the passage (1) for the head. A forward pre-hook on each of the first
     ``separate_layers`` layers replaces the attention mask with a block-diagonal one (a token
     attends only to its own segment). ``separate_layers=0`` changes nothing: a plain
-    cross-encoder. Works with the ``sdpa`` and ``eager`` attention implementations.
+    cross-encoder. Works with the ``sdpa`` and ``eager`` attention implementations, and with one
+    process per GPU (``accelerate launch`` / ``torchrun``), not with ``torch.nn.DataParallel``,
+    whose replicas would share the hooks.
     """
 
     config_keys = [*Transformer.config_keys, "separate_layers"]
@@ -97,6 +99,11 @@ class SplitLayersTransformer(Transformer):
     def forward(self, features: dict, **kwargs) -> dict:
         if not self.separate_layers:
             return super().forward(features, **kwargs)
+        if getattr(self, "_is_replica", False):
+            raise RuntimeError(
+                "separate_layers does not work under torch.nn.DataParallel; run one process per GPU "
+                "(accelerate launch or torchrun)"
+            )
         types, mask = features["token_type_ids"], features["attention_mask"].bool()
         passage = types.bool() & mask
         query_length = (mask & ~passage).sum(1, keepdim=True)
