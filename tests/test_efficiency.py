@@ -510,3 +510,25 @@ def test_exported_student_scores_close_to_torch(backend, minilm_path, data_dir, 
         assert not np.allclose(got, ref, atol=1e-6)
     else:
         np.testing.assert_allclose(got, ref, atol=2e-3)
+
+
+@pytest.mark.parametrize("backend", ["onnx", "openvino"])
+def test_exported_split_student_adds_the_passage_prefix(backend, minilm_path, data_dir, tmp_path, monkeypatch):
+    """A separate_layers student tokenizes the passage with its own [CLS]; the exported graph's scorer must too."""
+    pytest.importorskip("onnxruntime")
+    if backend == "openvino":
+        pytest.importorskip("openvino")
+    from rank_distillm.student import build_student
+
+    build_student(minilm_path, head="segment-cosine", max_length=128, separate_layers=5).save_pretrained(str(tmp_path / "split"))
+    monkeypatch.setattr(eff, "onnx_folder", lambda path: tmp_path / "graphs")
+    spec = {**_student_spec(str(tmp_path / "split")), "max_length": 128}
+    pairs = _pairs()
+    torch_predict, _ = eff.student_scorer(spec, "torch")
+    fast_predict, fast = eff.student_scorer(spec, backend)
+    assert fast.passage_prefix == "[CLS] "
+    ref = np.asarray(torch_predict(pairs))
+    # OpenVINO may compute in bf16 on a CPU that has it: relative, not absolute, agreement
+    np.testing.assert_allclose(np.asarray(fast_predict(pairs)), ref, **({"rtol": 2e-3} if backend == "openvino" else {"atol": 2e-3}))
+    fast.passage_prefix = ""  # without it the graph scores other inputs
+    assert np.abs(np.asarray(fast_predict(pairs)) - ref).max() > 0.05
