@@ -275,8 +275,12 @@ class OnnxStudent:
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.input_names = _input_names(tokenizer)
-        info = folder / "params.json"  # what the student's own preprocessing puts before a passage (student.passage_prefix)
-        self.passage_prefix = json.loads(info.read_text()).get("passage_prefix", "") if info.is_file() else ""
+        # written beside the graph by export_graph: the parameter count, and what the student's own
+        # preprocessing puts before a passage (student.passage_prefix)
+        info_path = folder / "params.json"
+        info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+        self.params = info.get("params")
+        self.passage_prefix = info.get("passage_prefix", "")
         path = graph_path(folder, backend)
         if not path.exists():
             raise FileNotFoundError(f"{path}: the {backend} graph has not been exported (export_graph)")
@@ -428,7 +432,6 @@ def student_scorer(spec: dict, backend: str = "torch"):
             raise RuntimeError(f"exporting the {backend} graph of {spec.get('model')} failed (exit code {child.exitcode})")
     tokenizer = AutoTokenizer.from_pretrained(_student_path(spec))
     onnx = OnnxStudent.from_exported(tokenizer, spec.get("max_length", 256), runtime, folder, arena)
-    onnx.params = json.loads((folder / "params.json").read_text())["params"]
     return (lambda pairs: onnx.predict(pairs, batch_size=batch_size)), onnx
 
 

@@ -90,9 +90,13 @@ class SplitLayersTransformer(Transformer):
             return args, {**kwargs, "attention_mask": self._segment_mask}
         return (args[0], self._segment_mask, *args[2:]), kwargs
 
+    @property
+    def passage_prefix(self) -> str:
+        """The text put before each passage: its own ``[CLS]`` when layers are separate, else nothing."""
+        return f"{self.tokenizer.cls_token} " if self.separate_layers else ""
+
     def preprocess(self, inputs, *args, **kwargs):
-        if self.separate_layers:
-            prefix = f"{self.tokenizer.cls_token} "
+        if prefix := self.passage_prefix:
             inputs = [(x[0], prefix + x[1]) if isinstance(x, (tuple, list)) and len(x) == 2 else x for x in inputs]
         return super().preprocess(inputs, *args, **kwargs)
 
@@ -110,13 +114,11 @@ class SplitLayersTransformer(Transformer):
         positions = torch.cumsum(torch.ones_like(types), 1) - 1  # (arange, but traced with a dynamic length for ONNX)
         positions = torch.where(passage, positions - query_length, positions)
         # a token sees the unpadded tokens of its own segment (padding rows see the query: no empty softmax)
-        same = (passage.unsqueeze(2) == passage.unsqueeze(1)) & mask.unsqueeze(1)
-        if self._attention == "eager":
+        same = ((passage.unsqueeze(2) == passage.unsqueeze(1)) & mask.unsqueeze(1)).unsqueeze(1)
+        if self._attention == "eager":  # an additive mask; sdpa takes the boolean one
             dtype = torch.get_autocast_dtype(types.device.type) if torch.is_autocast_enabled(types.device.type) else self.model.dtype
-            self._segment_mask = torch.zeros(same.shape, dtype=dtype, device=same.device).masked_fill(~same, torch.finfo(dtype).min)
-        else:
-            self._segment_mask = same
-        self._segment_mask = self._segment_mask.unsqueeze(1)
+            same = torch.zeros(same.shape, dtype=dtype, device=same.device).masked_fill(~same, torch.finfo(dtype).min)
+        self._segment_mask = same
         try:
             return super().forward(features, token_type_ids=torch.zeros_like(types), position_ids=positions, **kwargs)
         finally:
@@ -158,12 +160,11 @@ class SegmentCosineScore(Module):
 
 
 def passage_prefix(cross_encoder) -> str:
-    """The text put before each passage by the student's own preprocessing (a ``[CLS]`` with ``separate_layers``).
+    """The text the student's own preprocessing puts before each passage (:attr:`SplitLayersTransformer.passage_prefix`).
 
     Code that tokenizes pairs itself (the ONNX and OpenVINO students) must add it too.
     """
-    first = cross_encoder[0]
-    return f"{first.tokenizer.cls_token} " if getattr(first, "separate_layers", 0) else ""
+    return getattr(cross_encoder[0], "passage_prefix", "")
 
 
 def build_student(
@@ -203,8 +204,9 @@ def _own_modules(folder: Path) -> bool:
 def load_student(path: str | os.PathLike, *, device: str | None = None, max_length: int | None = None):
     """A saved student (or any ``CrossEncoder`` folder or hub id) ready to ``predict``.
 
-    A student with this package's head names ``rank_distillm.student.SegmentCosineScore``
-    in its ``modules.json``; that code is ours, so it is loaded with ``trust_remote_code``
+    A student with this package's modules names ``rank_distillm.student.SegmentCosineScore``
+    (and ``SplitLayersTransformer``) in its ``modules.json``; that code is ours, so it is loaded
+    with ``trust_remote_code``
     (sentence-transformers asks for it for every module class outside the library).
     """
     from sentence_transformers.cross_encoder import CrossEncoder
