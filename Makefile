@@ -41,6 +41,7 @@ test: $(STAMP) $(DATA_STAMP) chromium
 	NOTEBOOK_OUTPUT_DIR=$(SMOKE)/notebooks $(BIN)/python -m pytest -q
 	$(BIN)/python -m tests.smoke_book $(SMOKE)
 	$(BIN)/jupyter-book build $(SMOKE) -W -n --keep-going -q
+	$(BIN)/python -m rank_distillm.book_results $(SMOKE)/_build
 	BOOK_HTML=$(SMOKE)/_build/html BOOK_SCREENSHOTS=$(SMOKE)/screenshots $(BIN)/python -m pytest -q -m browser
 
 chromium:
@@ -58,7 +59,8 @@ notebooks-smoke: $(STAMP) $(DATA_STAMP)
 book: $(STAMP) $(DATA_STAMP)
 	touch book/results.md
 	$(BIN)/jupyter-book build . -W -n --keep-going
-	@echo "open _build/html/index.html"
+	$(BIN)/python -m rank_distillm.book_results _build
+	@echo "open _build/html/index.html; the glued numbers are in _build/results.json"
 
 book-clean:
 	rm -rf _build

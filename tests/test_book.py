@@ -97,3 +97,20 @@ def test_chapter_has_executed_outputs_and_figures(page):
     # an empty result: a table without rows, or a figure without data
     assert "Empty DataFrame" not in html, f"{page}: an empty table"
     assert "&lt;Figure size" not in html, f"{page}: a figure object printed instead of drawn"
+
+
+def test_results_json_holds_the_glued_numbers():
+    """``make book`` / ``make test`` write the chapters' glued values to ``results.json`` beside the HTML."""
+    import json
+
+    path = HTML.parent / "results.json"
+    assert path.is_file(), f"{path}: missing (the Makefile runs python -m rank_distillm.book_results after the build)"
+    values = json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"{path}: non-strict JSON value {c}"))
+    sources = " ".join((REPO / f"{page}.ipynb").read_text() for page in CHAPTERS)
+    glued = set(re.findall(r'glue\(\\"([a-z0-9_]+)\\"', sources))
+    for key in values:
+        chapter, name = key.split("/", 1)
+        assert f"{chapter}_{name}" in glued or name in glued, f"{key}: not a glue name of any chapter"
+    assert len(values) >= 30, f"{path}: only {len(values)} values"
+    # the teacher chapter's replay claim, as data: all 54 DL20 queries as stored, nDCG@10 of the stored run
+    assert values["teacher/replay_identical"] == 54 and values["teacher/replay_ndcg10"] == 0.6611

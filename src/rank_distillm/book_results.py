@@ -1,0 +1,167 @@
+"""The book's numbers as data: every glued value of every executed chapter in one JSON file.
+
+Chapters glue their key numbers (``myst_nb.glue("training_crossval_student_ndcg10", x)``) for
+the results page. After a build, this module reads those values back out of the executed
+notebooks (myst-nb's own glue extraction) and writes them as one flat JSON object::
+
+    {"training/crossval_student_ndcg10": 0.6312, "teacher/replay_identical": true, ...}
+
+The key is the chapter (the notebook's name without its number: ``05_training`` ->
+``training``), a slash, and the glue name without that chapter prefix. Only values that
+read back as plain data are kept (numbers, strings, booleans, and lists or dicts of them);
+tables and figures are not. Non-finite numbers become ``null``, so any strict JSON parser
+reads the file.
+
+``python -m rank_distillm.book_results BUILD_DIR`` writes ``BUILD_DIR/results.json`` from
+``BUILD_DIR/jupyter_execute`` (``make book`` runs it after ``jupyter-book build``).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+import os
+import re
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+_TEXT = "text/plain"
+# numpy scalars print as ``np.float64(0.5)`` (numpy >= 2); keep the value inside
+_NUMPY_SCALAR = re.compile(r"\b(?:np|numpy)\.\w+\(([^()]*)\)")
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with NaN and infinities replaced by ``None`` (recursively)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    return value
+
+
+def plain_value(text: str) -> Any:
+    """The Python value that a glued ``text/plain`` representation stands for, or ``None``.
+
+    ``'0.5058'`` -> 0.5058, ``"np.float64(0.5)"`` -> 0.5, ``"'DL19'"`` -> "DL19", ``'nan'`` -> None;
+    a table's or figure's representation is not plain data -> ``None``.
+    """
+    text = _NUMPY_SCALAR.sub(r"\1", text.strip())
+    try:
+        tree = _NonFinite().visit(ast.parse(text, mode="eval"))
+        value = ast.literal_eval(tree)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return None
+    if isinstance(value, tuple):
+        value = list(value)
+    ok = (bool, int, float, str, list, dict, type(None))
+    if not isinstance(value, ok) or (isinstance(value, (list, dict)) and not _all_plain(value)):
+        return None
+    return _finite(value)
+
+
+class _NonFinite(ast.NodeTransformer):
+    """``nan``, ``inf`` (as Python prints non-finite floats) -> ``None``."""
+
+    def visit_Name(self, node: ast.Name) -> ast.AST:
+        return ast.Constant(None) if node.id in ("nan", "inf") else node
+
+    def visit_UnaryOp(self, node: ast.UnaryOp) -> ast.AST:
+        node = self.generic_visit(node)
+        if isinstance(node.operand, ast.Constant) and node.operand.value is None:
+            return node.operand
+        return node
+
+
+def _all_plain(value: Any) -> bool:
+    if isinstance(value, (list, tuple)):
+        return all(_all_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _all_plain(v) for k, v in value.items())
+    return isinstance(value, (bool, int, float, str, type(None)))
+
+
+def chapter_name(notebook: Path) -> str:
+    """``05_training.ipynb`` -> ``training``."""
+    return re.sub(r"^\d+_", "", notebook.stem)
+
+
+def glued_values(notebook: Path) -> dict[str, Any]:
+    """``{"chapter/name": value}`` for every glued value of one executed notebook that is plain data."""
+    import nbformat
+    from myst_nb.ext.glue import extract_glue_data_cell
+
+    chapter = chapter_name(notebook)
+    nb = nbformat.read(str(notebook), as_version=4)
+    out: dict[str, Any] = {}
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        for name, output in extract_glue_data_cell(cell):
+            text = output.get("data", {}).get(_TEXT)
+            if text is None:
+                continue
+            text = text if isinstance(text, str) else "".join(text)
+            value = plain_value(text)
+            if value is None and text.strip() not in ("None", "nan"):
+                continue
+            key = name[len(chapter) + 1:] if name.startswith(chapter + "_") else name
+            out[f"{chapter}/{key}"] = value
+    return out
+
+
+def collect(executed: Path) -> dict[str, Any]:
+    """Every chapter's glued values, from the executed notebooks below ``executed``, sorted by key."""
+    values: dict[str, Any] = {}
+    for notebook in sorted(executed.rglob("*.ipynb")):
+        if ".ipynb_checkpoints" in notebook.parts:
+            continue
+        values.update(glued_values(notebook))
+    return dict(sorted(values.items()))
+
+
+def write_results(build_dir: str | os.PathLike) -> Path:
+    """Write ``BUILD_DIR/results.json`` (atomically) from ``BUILD_DIR/jupyter_execute``."""
+    build = Path(build_dir)
+    executed = build / "jupyter_execute"
+    if not executed.is_dir():
+        raise FileNotFoundError(f"{executed}: no executed notebooks (run jupyter-book build first)")
+    values = collect(executed)
+    if not values:
+        raise ValueError(f"{executed}: no glued values found in the executed notebooks")
+    text = json.dumps(values, indent=1, ensure_ascii=False, allow_nan=False) + "\n"
+    fd, tmp = tempfile.mkstemp(dir=build, prefix=".results.json.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.chmod(tmp, 0o666 & ~_umask())
+    path = build / "results.json"
+    os.replace(tmp, path)
+    return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m rank_distillm.book_results BUILD_DIR", file=sys.stderr)
+        return 2
+    try:
+        path = write_results(args[0])
+    except (FileNotFoundError, ValueError) as error:
+        print(f"book_results: error: {error}", file=sys.stderr)
+        return 2
+    print(f"{path}: {len(json.loads(path.read_text()))} values")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""The book's numbers as data: glued values read back from executed notebooks into results.json."""
+
+from __future__ import annotations
+
+import json
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from rank_distillm import book_results
+
+GLUES = '''
+import numpy as np, pandas as pd
+from myst_nb import glue
+glue("training_crossval_student_ndcg10", np.float64(0.6312), display=False)
+glue("training_crossval_queries", 97, display=False)
+glue("training_curve", {"10": 0.55, "all": 0.61}, display=False)
+glue("training_table", pd.DataFrame({"a": [1, 2]}), display=False)
+glue("training_missing", float("nan"), display=False)
+glue("other_name", "DL19 'financial' nan", display=False)
+glue("training_shown", True)
+'''
+
+
+@pytest.fixture(scope="module")
+def executed(tmp_path_factory):
+    """A notebook named like a chapter, executed for real, so its outputs are myst-nb's own glue outputs."""
+    folder = tmp_path_factory.mktemp("build") / "jupyter_execute" / "notebooks"
+    folder.mkdir(parents=True)
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(GLUES)])
+    NotebookClient(nb, kernel_name="python3", timeout=120).execute()
+    nbformat.write(nb, str(folder / "05_training.ipynb"))
+    return folder.parent.parent
+
+
+def test_values_round_trip(executed):
+    path = book_results.write_results(executed)
+    values = json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
+    assert values == {
+        "training/crossval_student_ndcg10": 0.6312,
+        "training/crossval_queries": 97,
+        "training/curve": {"10": 0.55, "all": 0.61},
+        "training/missing": None,
+        "training/other_name": "DL19 'financial' nan",
+        "training/shown": True,
+    }  # the table is not plain data and is left out
+
+
+@pytest.mark.parametrize(
+    "text, value",
+    [("0.5058", 0.5058), ("np.float64(0.5)", 0.5), ("'DL19'", "DL19"), ("[1, nan, -inf]", [1, None, None]),
+     ("{'a': np.int64(3)}", {"a": 3}), ("   qid  ndcg\n0  1  0.3", None), ("<Figure size 640x480>", None)],
+)
+def test_plain_value(text, value):
+    assert book_results.plain_value(text) == value
+
+
+def test_no_build_is_an_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="jupyter_execute"):
+        book_results.write_results(tmp_path)
+    assert book_results.main([str(tmp_path)]) == 2
