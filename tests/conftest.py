@@ -18,6 +18,20 @@ from rank_distillm import data  # noqa: E402
 DL19, DL20 = data.DL19, data.DL20
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_data_folder_for_the_session():
+    """Name the data folder in RANK_DISTILLM_DATA for the whole session (when there is one).
+
+    A folder that the package built on first use lives in the cache, and many tests point
+    RANK_DISTILLM_CACHE elsewhere: they must still read that folder, not build another.
+    """
+    if not os.environ.get(data.DATA_ENV):
+        folder = data.data_dir(required=False)
+        if folder is not None:
+            os.environ[data.DATA_ENV] = str(folder)
+    yield
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     try:  # ../shared/data, RANK_DISTILLM_DATA, or built from the data's public sources on first use
