@@ -114,6 +114,18 @@ def test_sources_file_lists_fifteen_pinned_files():
     assert set(sources.catalogue()["repos"]) == {s.repo for s in listed}
 
 
+def test_converted_files_are_checked_against_their_checksums(data_dir, tmp_path):
+    copy = tmp_path / "d"
+    shutil.copytree(data_dir, copy, ignore=shutil.ignore_patterns(*BOOK_FILES))
+    sources.check_outputs(copy)  # the data folder in use is the reference the checksums were taken from
+    run = copy / "runs" / "trec-dl-2019" / "bm25.run"
+    run.chmod(0o644)
+    run.write_text(run.read_text().replace("bm25", "bm26", 1))
+    spec = sources.catalogue()["outputs"]["runs/trec-dl-2019/bm25.run"]
+    with pytest.raises(sources.ChecksumMismatch, match=f"runs/trec-dl-2019/bm25.run: expected .* sha256 {spec['sha256']}"):
+        sources.check_outputs(copy)
+
+
 def test_download_over_http_equals_the_data_folder(server, data_dir, tmp_path):
     """The "done when" of the issue: RANK_DISTILLM_SOURCES_URL=http://... data download --out D."""
     t0 = time.perf_counter()
