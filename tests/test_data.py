@@ -142,14 +142,16 @@ def test_missing_passage_names_line(runs_dir, tmp_path):
         data.load_candidates(DL19, path)
 
 
-def test_no_data_explains_online_route(tmp_path, monkeypatch):
+def test_no_data_names_both_ways_out(tmp_path, monkeypatch):
     monkeypatch.setenv(data.DATA_ENV, str(tmp_path / "missing"))
     with pytest.raises(data.DataError, match="is not a folder"):
         data.data_dir()
     monkeypatch.delenv(data.DATA_ENV)
     monkeypatch.setattr(data, "_candidate_data_dirs", lambda: iter([tmp_path / "nothing"]))
+    monkeypatch.setenv(data.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv("RANK_DISTILLM_OFFLINE", "1")
     assert data.data_dir(required=False) is None
-    with pytest.raises(data.DataError, match="ir_datasets then downloads"):
+    with pytest.raises(data.DataError, match="point RANK_DISTILLM_DATA at a data folder.* or allow the download"):
         data.data_dir()
 
 

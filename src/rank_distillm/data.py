@@ -4,11 +4,14 @@ Everything reads the official ``ir_datasets`` ids (``msmarco-passage/trec-dl-201
 ``msmarco-passage/trec-dl-2020/judged``), so the same code runs online (``ir_datasets``
 downloads) and offline (a pre-filled ``IR_DATASETS_HOME``, copied to a writable cache).
 
-Where the offline data is found, in this order:
+Where the data folder is found, in this order:
 
 1. the ``RANK_DISTILLM_DATA`` environment variable;
 2. a ``shared/data`` folder beside the repository (``../shared/data`` seen from the
-   repository root), looked for above the working directory and above this package.
+   repository root), looked for above the working directory and above this package;
+3. ``$RANK_DISTILLM_CACHE/data``, which the package builds on first use from the data's
+   public sources (:mod:`rank_distillm.sources`) unless downloads are off
+   (``RANK_DISTILLM_OFFLINE=1``, or ``HF_HUB_OFFLINE=1`` with ``RANK_DISTILLM_OFFLINE`` unset).
 
 Run files are named by *run specs*: a path (``{data}`` expands to the data folder, e.g.
 ``{data}/runs/trec-dl-2019/bm25.run``) or ``irds:DATASET_ID`` for a dataset's official
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,10 +35,11 @@ DL19 = "msmarco-passage/trec-dl-2019/judged"
 DL20 = "msmarco-passage/trec-dl-2020/judged"
 
 ONLINE_HELP = (
-    "No offline data was found. Either point {env} at a copy of the project's data folder "
-    "(it holds ir_datasets/, runs/ and teacher-logs/), or run online: ir_datasets then "
-    "downloads queries, qrels and passages itself (https://ir-datasets.com/msmarco-passage.html), "
-    "and run specs of the form 'irds:DATASET_ID' use the dataset's official first-stage run."
+    "No data folder was found, and {reason}. Either point {env} at a data folder (ir_datasets/, "
+    "runs/, teacher-logs/: one that `rank-distillm data download --out DIR` builds), or allow the "
+    "download: with internet access and downloads on (RANK_DISTILLM_OFFLINE=0, or neither it nor "
+    "HF_HUB_OFFLINE set), the package fetches the data's public sources ({size:.1f} MB from {url}) "
+    "into {cache} on first use."
 )
 
 
@@ -53,7 +58,11 @@ def _candidate_data_dirs() -> Iterable[Path]:
 
 
 def data_dir(required: bool = True) -> Path | None:
-    """The offline data folder, or ``None`` (``required=False``) when there is none."""
+    """The data folder; built from its public sources on first use when there is none.
+
+    Without a folder and without the download (off, or no network), ``None`` when
+    ``required=False``, else a :class:`DataError` that names both ways out.
+    """
     env = os.environ.get(DATA_ENV)
     if env:
         path = Path(env).expanduser().resolve()
@@ -63,8 +72,27 @@ def data_dir(required: bool = True) -> Path | None:
     for path in _candidate_data_dirs():
         if (path / "ir_datasets").is_dir():
             return path.resolve()
+    from . import sources
+
+    downloaded = cache_dir() / "data"
+    if sources.is_built(downloaded):
+        return downloaded
+    reason = sources.download_forbidden()
+    if reason is None:
+        try:
+            built = sources.download(downloaded, replace=True)
+        except sources.SourceUnreachable as error:
+            reason = f"the download failed ({error})"
+        else:
+            if not built.existed:
+                print(f"rank-distillm: no data folder was found, so it was built from the data's public sources: "
+                      f"{built.fetched} of {len(sources.sources())} raw files fetched from {built.base_url} "
+                      f"({built.bytes / 1e6:.1f} MB in all, each checked against its sha256) and converted into "
+                      f"{built.path}, which is used from now on ({DATA_ENV} overrides it).", file=sys.stderr)
+            return built.path
     if required:
-        raise DataError(ONLINE_HELP.format(env=DATA_ENV))
+        raise DataError(ONLINE_HELP.format(reason=reason, env=DATA_ENV, size=sources.total_bytes() / 1e6,
+                                           url=sources.base_url(), cache=downloaded))
     return None
 
 
@@ -75,12 +103,28 @@ def cache_dir() -> Path:
     return path
 
 
+def _ir_datasets_copy() -> Path:
+    """Where :func:`setup_ir_datasets` keeps the writable copy of the data folder's ``ir_datasets/``."""
+    return cache_dir() / "ir_datasets"
+
+
+def before_importing_ir_datasets() -> None:
+    """Call before code that imports ``ir_datasets`` ahead of :func:`setup_ir_datasets` (the data's conversion).
+
+    ``ir_datasets`` reads ``IR_DATASETS_HOME`` once, when first imported; unless the user set
+    their own, point it now where :func:`setup_ir_datasets` puts the writable copy.
+    """
+    if not os.environ.get("IR_DATASETS_HOME"):
+        os.environ.update(IR_DATASETS_HOME=str(_ir_datasets_copy()), _RANK_DISTILLM_IRDS="1")
+
+
 def setup_ir_datasets() -> Path | None:
     """Point ``IR_DATASETS_HOME`` at a writable copy of the offline ``ir_datasets`` folder.
 
     Idempotent. The copy is refreshed when the source files change (size or time stamp).
-    Returns the home folder in use, or ``None`` when no offline data exists (online mode),
-    in which case ``ir_datasets`` keeps its own default and downloads what it needs.
+    The data folder is found, or built on first use, by :func:`data_dir`. Returns the home
+    folder in use, or ``None`` when there is no data folder and the download is off or failed
+    (online mode), in which case ``ir_datasets`` keeps its own default and downloads what it needs.
     A user's own ``IR_DATASETS_HOME`` is left alone.
     """
     if os.environ.get("IR_DATASETS_HOME") and not os.environ.get("_RANK_DISTILLM_IRDS"):
@@ -89,7 +133,7 @@ def setup_ir_datasets() -> Path | None:
     if source is None:
         return None
     source = source / "ir_datasets"
-    target = cache_dir() / "ir_datasets"
+    target = _ir_datasets_copy()
     stamp = target / ".source"
     signature = "\n".join(
         f"{p.relative_to(source)} {p.stat().st_size} {int(p.stat().st_mtime)}"
