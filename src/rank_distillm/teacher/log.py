@@ -70,9 +70,9 @@ def read_log(path: str | os.PathLike, *, repair_tail: bool = False, required: tu
              what: str = "window", validate: Callable[[dict], str | None] | None = None) -> LogRecords:
     """All complete records of a JSONL log, in file order, each with its ``_line`` number.
 
-    A last line that is cut off (an interrupted write: it starts a JSON object but does not
-    parse) is ignored, and with ``repair_tail=True`` cut off the file; a last line that is a
-    complete record without its newline is read. Any other bad line (not UTF-8, not JSON,
+    A last line that is cut off (an interrupted write: it starts a JSON object, does not
+    parse and has no newline yet) is ignored, and with ``repair_tail=True`` cut off the file;
+    a last line that is a complete record without its newline is read. Any other bad line (not UTF-8, not JSON,
     not an object), a record that lacks a ``required`` field, or one that ``validate``
     finds a problem with, is a :class:`DataError` naming file and line. Any append-only
     JSONL file written this way can be read with it (``what`` names its records in
@@ -102,8 +102,8 @@ def read_log(path: str | os.PathLike, *, repair_tail: bool = False, required: tu
             except json.JSONDecodeError as error:
                 problem = f"not valid JSON ({error.msg})"
             if problem is not None:
-                if last and _looks_like_a_record(line):
-                    out.torn_line, out.needs_newline = n, False  # an interrupted write
+                if last and out.needs_newline and _looks_like_a_record(line):
+                    out.torn_line, out.needs_newline = n, False  # an interrupted write: no newline yet
                     break
                 raise DataError(f"{path} line {n}: {problem}")
             if not isinstance(record, dict):

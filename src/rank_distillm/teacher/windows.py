@@ -228,6 +228,7 @@ def sliding_window_rerank(
     log = WindowLog(log_path) if own_log else log_path
     records: dict[str, list[dict]] = {q.cand.qid: [] for q in queries}
     resumed = 0
+    bar = None
     try:
         log.check_settings(settings)
         # 1. re-apply what the log already holds (the same repair as when it was written)
@@ -286,8 +287,9 @@ def sliding_window_rerank(
             done_queries += len(finished)
             active = [q for q in active if not q.done]
             bar.set_postfix(queries=f"{done_queries}/{len(queries)}")
-        bar.close()
     finally:
+        if bar is not None:
+            bar.close()  # before any error message, so that it ends on a line of its own
         if own_log:
             log.close()
     rankings = {q.cand.qid: [q.cand.docids[i] for i in q.order] for q in queries}
