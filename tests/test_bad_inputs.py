@@ -35,6 +35,7 @@ from rank_distillm.cli import main
 from rank_distillm.models import SMOLLM2_GGUF
 
 from .conftest import DL19, DL20, REPO
+from .test_teacher import KILL_SCRIPT
 
 try:  # the tiny models of the efficiency tests, for the benchmark's JSON
     from .test_efficiency import _student_spec, _teacher_spec, tiny_student, tiny_teacher  # noqa: F401 - fixtures
@@ -420,31 +421,13 @@ def test_the_labelling_job_finishes_on_answers_in_unicode_digits(paths, tmp_path
     assert "10 windows (10 resumed from the log, 8 repaired)" in capsys.readouterr().out
 
 
-JOB = textwrap.dedent(
-    """
-    import sys, time
-    from rank_distillm import data
-    from rank_distillm.teacher import ReplayBackend, sliding_window_rerank
-
-    class Slow(ReplayBackend):
-        def generate(self, requests):
-            time.sleep(0.2)
-            return super().generate(requests)
-
-    cands = data.load_candidates(data.DL20, sys.argv[1], depth=100, max_queries=3)
-    sliding_window_rerank(cands, Slow(sys.argv[2]), prompt="rankvicuna", log_path=sys.argv[3], batch_size=1,
-                          progress=False)
-    """
-)
-
-
 def test_a_second_job_on_a_window_log_fails_at_once(paths, tmp_path, capsys):
     """Two jobs on one log: the second stops before any work, the first finishes with every window once."""
     from rank_distillm.teacher import read_log
 
     log = tmp_path / "shared.windows.jsonl"
     script = tmp_path / "job.py"
-    script.write_text(JOB)
+    script.write_text(KILL_SCRIPT)  # a replay job that takes its time: 27 windows
     first = subprocess.Popen([sys.executable, str(script), str(paths["runs20"] / "bm25.run"), str(paths["log"]), str(log)])
     deadline = time.time() + 120
     while time.time() < deadline and (not log.exists() or log.read_bytes().count(b"\n") < 2):
