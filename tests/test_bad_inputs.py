@@ -649,3 +649,31 @@ def test_build_dataset_killed_while_replacing_a_dataset_leaves_the_old_or_the_ne
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lists"]  # the killed jobs' temporaries are gone
     print(f"build-dataset ({seconds:.1f} s a run), 10 kills: {outcomes.count('old')} left the old dataset, "
           f"{outcomes.count('new')} the new one")
+
+
+def test_without_an_atomic_exchange_a_swap_cut_in_half_is_put_back(tmp_path, monkeypatch):
+    """Where renameat2 is missing, the old folder is renamed aside first; a kill before the new one
+    is renamed in leaves the old one aside, and the next call puts it back."""
+    target = tmp_path / "out"
+    outputs.replace_folder(target, lambda f: (f / "v").write_text("old"))
+    monkeypatch.setattr(outputs, "_exchange", lambda a, b: False)
+    real_replace, calls = os.replace, []
+
+    def killed_after_the_first_rename(src, dst):
+        calls.append(src)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # as a kill there would stop it
+        real_replace(src, dst)
+
+    monkeypatch.setattr(outputs.os, "replace", killed_after_the_first_rename)
+    with pytest.raises(KeyboardInterrupt):
+        outputs.replace_folder(target, lambda f: (f / "v").write_text("new"))
+    monkeypatch.setattr(outputs.os, "replace", real_replace)
+    (aside,) = tmp_path.glob(".out.*.old")
+    assert not target.exists() and (aside / "v").read_text() == "old"
+    dead = aside.with_name(f".out.{_dead_pid()}.0badc0de.old")  # as if the killed process had written it
+    aside.rename(dead)
+    outputs.clean_stale(target)
+    assert (target / "v").read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    outputs.replace_folder(target, lambda f: (f / "v").write_text("new"))
+    assert (target / "v").read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["out"]

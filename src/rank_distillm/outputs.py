@@ -46,19 +46,6 @@ from .data import DataError
 # --------------------------------------------------------------------------- modes and names
 
 
-def umask() -> int:
-    """The process's umask (read without changing it where Linux allows)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except OSError:
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def _temp_name(target: Path, suffix: str) -> Path:
     return target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.{suffix}")
 
@@ -283,8 +270,8 @@ def strict_json_value(obj: Any) -> Any:
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):
-        return {str(k) if not isinstance(k, (str, int, float, bool)) and k is not None else k: strict_json_value(v)
-                for k, v in obj.items()}
+        plain = (str, int, float, bool, type(None))  # keys json.dumps takes as they are
+        return {k if isinstance(k, plain) else str(k): strict_json_value(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple, set, frozenset)):
         return [strict_json_value(v) for v in obj]
     if isinstance(obj, (str, int, bool)) or obj is None:
