@@ -130,9 +130,11 @@ def error_message(error: BaseException) -> str | None:
     if _network_error(error):
         request = getattr(error, "request", None)
         url = getattr(request, "url", None) or getattr(error, "url", None)
+        status = getattr(getattr(error, "response", None), "status_code", None) or getattr(error, "code", None)
+        why = f"the server answered HTTP {status}" if isinstance(status, int) else f"no network ({type(error).__name__})"
         return _one_line(
-            f"cannot download{' ' + url if url else ''}: no network ({type(error).__name__}). Offline, point "
-            f"{DATA_ENV} at the project's data folder and use its run files; online, check the connection"
+            f"cannot download{' ' + url if url else ''}: {why}. Offline, point {DATA_ENV} at the project's data "
+            f"folder and use its run files; online, check the connection and the address"
         )
     if isinstance(error, (DataError, ValueError)):
         return _one_line(error)

@@ -176,8 +176,7 @@ class WindowLog:
             _lock(self._file, self.path)
             records = read_windows(self.path, repair_tail=True)
         except BaseException:
-            self._file.close()
-            self._file = None
+            self.close()
             raise
         self._needs_newline = records.needs_newline
         for record in records:
