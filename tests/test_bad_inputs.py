@@ -163,6 +163,8 @@ CASES = [
          files={"p.yaml": "base: smoke\nteacher: 3\n"}),
     Case("profile base leads to itself", "teach --profile {tmp}/p.yaml --out {tmp}/x.run", "its base leads back to itself",
          files={"p.yaml": "base: p.yaml\n"}),
+    Case("profile window not a number", "teach --profile {tmp}/p.yaml --out {tmp}/x.run",
+         "teacher.window (--window) must be a whole number >= 1, not 'ten'", files={"p.yaml": "base: smoke\nteacher:\n  window: ten\n"}),
     Case("profile unknown name", "teach --profile huge --out {tmp}/x.run", "unknown profile 'huge'"),
     Case("train set unknown field", "train --profile smoke --set training.stage2.epochz=1",
          "unknown field 'epochz' (did you mean 'epochs'?)"),

@@ -147,6 +147,10 @@ def teach_command(args) -> int:
 
     args = resolve_arguments(args)
     _check(args)
+    for name in ("window", "stride", "depth", "max_words", "max_new_tokens", "batch_size", "max_queries"):
+        value = getattr(args, name)  # from the command line (checked there) or from a profile file
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise DataError(f"teacher.{name} (--{name.replace('_', '-')}) must be a whole number >= 1, not {value!r}")
     if args.max_words is None:
         args.max_words = default_max_words(args.window)
     candidates_file = None if str(args.candidates).startswith("irds:") else resolve_path(args.candidates)
