@@ -98,14 +98,23 @@ def test_parse_clean_permutation():
         ("I cannot rank these passages.", [0, 1, 2], {"missing": [1, 2, 3], "no_ranking": True}),
         ("[3] > [1", [2, 0, 1], {"missing": [2]}),  # cut off by max_new_tokens
         ("[3] > [1] > [2]", [2, 0, 1], {}),
+        # Unicode digits count as the digits they stand for (rank_llm's table): "1²" is 12
+        ("[③] > [1] > [２]", [2, 0, 1], {"unicode_digits": 2}),
+        ("[1²] > [3] > [¹]", [2, 0, 1], {"out_of_range": [12], "missing": [2], "unicode_digits": 2}),
+        ("<think>[1] > [2] > [3]</think>[2] > [3] > [1]", [1, 2, 0], {}),  # a reasoning model's answer
+        # not text at all (a hand-made or foreign log): the input order, said so
+        (None, [0, 1, 2], {"missing": [1, 2, 3], "no_ranking": True, "not_text": "NoneType"}),
+        (312, [0, 1, 2], {"missing": [1, 2, 3], "no_ranking": True, "not_text": "int"}),
     ],
 )
 def test_parse_repair(response, order, repair):
     got_order, got = parse_permutation(response, 3)
     assert got_order == order
-    expected = {"duplicates": [], "out_of_range": [], "missing": [], "no_ranking": False, **repair}
+    expected = {"duplicates": [], "out_of_range": [], "missing": [], "no_ranking": False,
+                "unicode_digits": 0, "not_text": None, **repair}
     assert got == expected
     assert sorted(got_order) == [0, 1, 2]
+    assert was_repaired(got) == bool(repair)
 
 
 # --------------------------------------------------------------------------- prompts
@@ -216,7 +225,43 @@ def test_resume_refuses_a_log_from_other_settings(tmp_path, log_path, dl20_candi
     log = tmp_path / "w.jsonl"
     sliding_window_rerank(dl20_candidates[:1], ReplayBackend(log_path), prompt="rankvicuna", log_path=log, progress=False)
     with pytest.raises(data.DataError, match=r"w.jsonl line 1: window 0 of query .* other passages"):
-        sliding_window_rerank(dl20_candidates[:1], ReplayBackend(log_path), depth=50, log_path=log, progress=False)
+        sliding_window_rerank(dl20_candidates[:1], ReplayBackend(log_path), prompt="rankvicuna", depth=50,
+                              log_path=log, progress=False)
+
+
+class Named(ReplayBackend):
+    """A replay backend that says it is a model (as a live backend does)."""
+
+    def __init__(self, path, model_name):
+        super().__init__(path)
+        self.model_name = model_name
+
+
+@pytest.mark.parametrize("change, differs", [
+    ({"model": "other/model"}, r"model 'other/model'.*\(model differs\)"),
+    ({"prompt": "rankzephyr"}, r"prompt template 'rankzephyr'.*\(template differs\)"),
+    ({"max_words": 100}, r"100 words per passage.*\(max_words differs\)"),
+    ({"model": "other/model", "max_words": 100}, r"\(model and max_words differ\)"),
+])
+def test_resume_refuses_a_log_written_by_another_teacher(tmp_path, log_path, dl20_candidates, change, differs):
+    """Model, prompt template and word budget are recorded per window; a resume with others is refused."""
+    log = tmp_path / "w.jsonl"
+    first = dict(model="castorini/vicuna", prompt="rankvicuna", max_words=300)
+    sliding_window_rerank(dl20_candidates[:1], Named(log_path, first["model"]), prompt=first["prompt"],
+                          max_words=first["max_words"], log_path=log, progress=False)
+    logged = read_log(log)
+    assert {(w["model"], w["template"], w["max_words"]) for w in logged} == {("castorini/vicuna", "rankvicuna", 300)}
+    before = log.read_bytes()
+    again = {**first, **change}
+    with pytest.raises(data.DataError, match=r"w.jsonl line 1: the log was written with model 'castorini/vicuna', "
+                                             r"prompt template 'rankvicuna', 300 words per passage, this job uses .*"
+                                             + differs):
+        sliding_window_rerank(dl20_candidates[:1], Named(log_path, again["model"]), prompt=again["prompt"],
+                              max_words=again["max_words"], log_path=log, progress=False)
+    assert log.read_bytes() == before
+    resumed = sliding_window_rerank(dl20_candidates[:1], Named(log_path, first["model"]), prompt=first["prompt"],
+                                    max_words=first["max_words"], log_path=log, progress=False)
+    assert resumed.resumed == len(logged) == 9
 
 
 def test_a_broken_line_inside_the_log_is_an_error(tmp_path):

@@ -3,15 +3,25 @@
 Each subcommand lives next to the code it drives; this table names, for each, the module
 and its two functions (``add_<name>_arguments(parser)`` and ``<name>_command(args)``).
 Modules are imported only when their subcommand runs, so ``--help`` stays fast.
+
+One error path: bad input (a malformed file, a typo in a profile, an argument out of range,
+an output that cannot be written, a missing optional dependency, no network) ends in one
+line on stderr, ``rank-distillm COMMAND: error: ...``, that names the file, line or field
+and says what to do, with exit status 2 and no traceback (``--debug`` shows it). Anything
+else is a bug and keeps its traceback. Every ``--json`` output goes through
+:func:`print_json` (strict JSON: ``null`` for a missing value, never ``NaN``).
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import os
 import sys
+import traceback
 
-from .data import DataError
+from .data import CACHE_ENV, DATA_ENV, DataError
 
 # name: (module, help)
 COMMANDS = {
@@ -26,6 +36,54 @@ COMMANDS = {
 }
 
 
+# --------------------------------------------------------------------------- argument types
+
+
+def positive_int(text: str) -> int:
+    """An argument that must be a whole number >= 1 (``--max-queries``, ``--depth``, ...)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def between_0_and_1(text: str) -> float:
+    """An argument that must lie strictly between 0 and 1 (``--alpha``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must lie between 0 and 1, not {text}")
+    return value
+
+
+def add_force_argument(parser) -> None:
+    """``--force``: replace ``--out`` even when it is not the command's own kind of output."""
+    parser.add_argument("--force", action="store_true",
+                        help="replace --out even if what is there is not this command's kind of output")
+
+
+def print_json(obj, indent: int | None = None) -> None:
+    """Print ``obj`` as strict JSON (``null`` for NaN or a missing value): the one way ``--json`` prints."""
+    from .outputs import json_text
+
+    print(json_text(obj, indent=indent))
+
+
+# --------------------------------------------------------------------------- parser
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line (usage is one ``--help`` away)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _functions(name: str):
     module = importlib.import_module(COMMANDS[name][0])
     stem = name.replace("-", "_")
@@ -33,7 +91,8 @@ def _functions(name: str):
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rank-distillm", description="Rank-DistiLLM: distil LLM re-rankers into cross-encoders.")
+    parser = _Parser(prog="rank-distillm", description="Rank-DistiLLM: distil LLM re-rankers into cross-encoders.")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error (anywhere on the line)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
@@ -42,8 +101,67 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+# --------------------------------------------------------------------------- errors
+
+_NOT_WRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def _one_line(text) -> str:
+    return " ".join(str(text).split())
+
+
+def _network_error(error: BaseException) -> bool:
+    import socket
+    import urllib.error
+
+    try:
+        import requests
+
+        request_errors = (requests.RequestException,)
+    except ImportError:  # pragma: no cover - requests comes with ir_datasets
+        request_errors = ()
+    return isinstance(error, (ConnectionError, TimeoutError, socket.gaierror, urllib.error.URLError, *request_errors))
+
+
+def error_message(error: BaseException) -> str | None:
+    """The one-line message for an error caused by bad input or the environment; None for a bug."""
+    if isinstance(error, KeyError) and not isinstance(error, DataError):
+        return _one_line(error.args[0] if error.args else error)
+    if _network_error(error):
+        request = getattr(error, "request", None)
+        url = getattr(request, "url", None) or getattr(error, "url", None)
+        status = getattr(getattr(error, "response", None), "status_code", None) or getattr(error, "code", None)
+        why = f"the server answered HTTP {status}" if isinstance(status, int) else f"no network ({type(error).__name__})"
+        return _one_line(
+            f"cannot download{' ' + url if url else ''}: {why}. Offline, point {DATA_ENV} at the project's data "
+            f"folder and use its run files; online, check the connection and the address"
+        )
+    if isinstance(error, (DataError, ValueError)):
+        return _one_line(error)
+    if isinstance(error, ImportError):
+        text = str(error)
+        if isinstance(error, ModuleNotFoundError) and error.name and text.startswith("No module named"):
+            text += f": an optional dependency is missing (pip install {error.name.split('.')[0]})"
+        return _one_line(text)
+    if isinstance(error, OSError):
+        where = error.filename or ""
+        text = f"{where}: {error.strerror or error}" if where else str(error.strerror or error)
+        if error.errno in _NOT_WRITABLE:
+            cache = os.environ.get(CACHE_ENV)
+            if cache and str(where).startswith(os.path.abspath(cache)):
+                text += f"; the cache folder is not writable: set {CACHE_ENV} to a writable folder"
+            else:
+                text += "; choose a writable place (or fix its permissions)"
+        elif error.errno == errno.ENOSPC:
+            text += "; free some space and run the command again (it resumes where it can)"
+        return _one_line(text)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
     command = next((a for a in argv if not a.startswith("-")), None)
     if command not in COMMANDS:
         command = None
@@ -54,8 +172,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(_functions(args.command)[1](args) or 0)
-    except (DataError, ValueError, KeyError, FileNotFoundError) as error:
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+    except KeyboardInterrupt:
+        print(f"rank-distillm {args.command}: interrupted (a job with a log or checkpoints resumes when run again)",
+              file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001 - sorted into bad input (one line) and bugs (traceback) below
+        message = error_message(error)
+        if message is None:
+            raise
+        if debug:
+            traceback.print_exc()
         print(f"rank-distillm {args.command}: error: {message}", file=sys.stderr)
         return 2
 

@@ -20,6 +20,7 @@ Run files are named by *run specs*: a path (``{data}`` expands to the data folde
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import sys
@@ -249,25 +250,32 @@ def read_run(spec: str | os.PathLike) -> Run:
     """Read a TREC run file (``qid Q0 docid rank score tag``) or ``irds:DATASET_ID``.
 
     Each query's passages are ordered by score, highest first; ties keep the order of the
-    file's rank column. A malformed line, a non-numeric rank or score, or a passage listed
-    twice for one query is a :class:`DataError` naming the file and line.
+    file's rank column. The file is UTF-8 (a byte-order mark at its start is skipped, not
+    read as part of the first query id). A malformed line, text that is not UTF-8, a
+    non-numeric rank, a score that is not a finite number, or a passage listed twice for
+    one query is a :class:`DataError` naming the file and line.
     """
     if str(spec).startswith("irds:"):
         return _read_scoreddocs(str(spec)[len("irds:"):])
     path = resolve_path(spec)
     if not path.is_file():
-        raise DataError(f"run file not found: {path}")
+        raise DataError(f"run file not found: {path}" if not path.is_dir() else f"{path} is a folder, not a run file")
     rows: dict[str, list[tuple[float, int, str]]] = {}
     run = Run(source=str(path))
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8-sig" if n == 1 else "utf-8")
+            except UnicodeDecodeError as error:
+                raise DataError(f"{path} line {n}: not UTF-8 text (byte {raw[error.start]:#04x} at column "
+                                f"{error.start + 1}); is this a run file?") from None
             if not line.strip():
                 continue
             parts = line.split()
             if len(parts) != 6:
                 raise DataError(
                     f"{path} line {n}: expected 6 fields 'qid Q0 docid rank score tag', "
-                    f"got {len(parts)}: {line.strip()!r}"
+                    f"got {len(parts)}: {line.strip()[:200]!r}"
                 )
             qid, _, docid, rank, score, _ = parts
             try:
@@ -276,6 +284,8 @@ def read_run(spec: str | os.PathLike) -> Run:
                 raise DataError(
                     f"{path} line {n}: rank {rank!r} and score {score!r} must be numbers"
                 ) from None
+            if not math.isfinite(score_value):
+                raise DataError(f"{path} line {n}: score {score!r} is not a finite number")
             if (qid, docid) in run.line_of:
                 raise DataError(
                     f"{path} line {n}: passage {docid} listed twice for query {qid} "
@@ -303,22 +313,17 @@ def _read_scoreddocs(dataset_id: str) -> Run:
 
 
 def write_run(run: dict[str, dict[str, float]], path: str | os.PathLike, tag: str = "rank_distillm") -> Path:
-    """Write a run in TREC format, atomically (a temporary file renamed into place).
+    """Write a run in TREC format, atomically (:func:`rank_distillm.outputs.atomic_file`).
 
     Passages are written in the order of each inner dict (rank 1 first) with their scores.
     """
+    from .outputs import atomic_file
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for qid, docs in run.items():
-                for rank, (docid, score) in enumerate(docs.items(), start=1):
-                    f.write(f"{qid} Q0 {docid} {rank} {score:.6f} {tag}\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as f:
+        for qid, docs in run.items():
+            for rank, (docid, score) in enumerate(docs.items(), start=1):
+                f.write(f"{qid} Q0 {docid} {rank} {score:.6f} {tag}\n")
     return path
 
 

@@ -1207,7 +1207,8 @@ def bench_command(args) -> int:
         raise ValueError(f"--depth: depths must be positive, not {args.depth}")
     result = run_bench(P, args.depth, log=lambda m: print(m, file=sys.stderr), out=args.out)
     if args.json:
-        print(json.dumps(result, default=float))
+        from .cli import print_json  # strict JSON: null where a field does not apply, never NaN
+        print_json(result)
         return 0
     import pandas as pd
 

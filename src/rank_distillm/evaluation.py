@@ -96,11 +96,11 @@ def add_evaluate_arguments(parser) -> None:
 
 
 def evaluate_command(args) -> int:
-    import json
+    from .cli import print_json
 
     result = evaluate_run(args.run, args.dataset, args.measures)
     if args.json:
-        print(json.dumps(result))
+        print_json(result)
     else:
         width = max(map(len, result))
         for name, value in result.items():
@@ -241,20 +241,26 @@ def student_runs(
 
 
 def add_rerank_arguments(parser) -> None:
+    from .cli import add_force_argument, positive_int
+
     parser.add_argument("--model", required=True, help="CrossEncoder folder or hub id (pkg: names too)")
     parser.add_argument("--dataset", required=True, help="ir_datasets id of the queries and passages")
     parser.add_argument("--candidates", required=True, help="first-stage TREC run file (or irds:DATASET_ID)")
-    parser.add_argument("--depth", type=int, default=100, help="re-rank each query's top-k (default 100)")
-    parser.add_argument("--max-queries", type=int, default=None, help="only the first N queries of the dataset")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--depth", type=positive_int, default=100, help="re-rank each query's top-k (default 100)")
+    parser.add_argument("--max-queries", type=positive_int, default=None, help="only the first N queries of the dataset")
+    parser.add_argument("--batch-size", type=positive_int, default=64)
     parser.add_argument("--bi-encoder", action="store_true", help="the model is a SentenceTransformer: score by cosine")
     parser.add_argument("--tag", default=None, help="run tag (default: the model folder's name)")
     parser.add_argument("--out", required=True, help="where to write the re-ranked TREC run")
+    add_force_argument(parser)
 
 
 def rerank_command(args) -> int:
-    from .data import load_candidates
+    from .data import load_candidates, resolve_path
+    from .outputs import RUN_FILE, check_target
 
+    inputs = [] if str(args.candidates).startswith("irds:") else [resolve_path(args.candidates)]
+    check_target(args.out, RUN_FILE, force=args.force, inputs=[*inputs, args.model])
     candidates = load_candidates(args.dataset, args.candidates, depth=args.depth, max_queries=args.max_queries)
     model = load_reranker(args.model, bi_encoder=args.bi_encoder)
     run = rerank(model, candidates, batch_size=args.batch_size, show_progress_bar=True)
@@ -358,6 +364,8 @@ def compare(
 
     if not runs:
         raise ValueError("compare: no runs given")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must lie between 0 and 1, not {alpha}")
     names = list(runs)
     baseline = names[0] if baseline is None else baseline
     if baseline not in runs:
@@ -408,13 +416,15 @@ def _mean(values) -> float:
 
 
 def add_compare_arguments(parser) -> None:
+    from .cli import between_0_and_1
+
     parser.add_argument("--dataset", required=True, help="ir_datasets id, e.g. msmarco-passage/trec-dl-2019/judged")
     parser.add_argument("--run", action="append", required=True, metavar="NAME=FILE",
                         help="a system and its TREC run file; repeat for each system")
     parser.add_argument("--baseline", default=None, help="the system the others are tested against (default: the first)")
     parser.add_argument("--measures", nargs="+", default=list(DEFAULT_MEASURES), help="measures to report")
     parser.add_argument("--measure", default="nDCG@10", help="the measure the t-tests use (default nDCG@10)")
-    parser.add_argument("--alpha", type=float, default=0.05, help="significance level after Holm (default 0.05)")
+    parser.add_argument("--alpha", type=between_0_and_1, default=0.05, help="significance level after Holm (default 0.05)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
 
 
@@ -432,14 +442,17 @@ def parse_run_specs(specs: Sequence[str]) -> dict[str, str]:
 
 
 def compare_command(args) -> int:
-    import json
+    from .cli import print_json
 
     parse_measures([args.measure, *args.measures])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the notes are printed with the result
         result = compare(parse_run_specs(args.run), args.dataset, baseline=args.baseline,
                          measures=args.measures, measure=args.measure, alpha=args.alpha)
-    print(json.dumps(result.to_dict(), indent=1) if args.json else result.format())
+    if args.json:
+        print_json(result.to_dict(), indent=1)
+    else:
+        print(result.format())
     return 0
 
 

@@ -22,11 +22,14 @@ is kept.
 from __future__ import annotations
 
 import copy
+import difflib
 import os
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from .data import DataError
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
 VARIANT_DIR = PROFILE_DIR / "variants"
@@ -40,11 +43,42 @@ def sections() -> list[str]:
     return sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
 
 
-def _merge(base: dict, over: dict) -> dict:
+# Fields whose value is a mapping of names that a profile may extend (dataset years, LLM runs,
+# vLLM engine arguments), as opposed to a section whose fields are fixed.
+OPEN_FIELDS = ("data.datasets", "data.first_stage", "data.llm_runs", "teacher.engine", "training.stage2.teacher")
+
+
+class ProfileError(DataError, KeyError):
+    """A bad profile file or override; the message names the file, line or field.
+
+    (A :class:`~rank_distillm.data.DataError`, and a ``KeyError`` for callers that catch
+    unknown fields as such.)
+    """
+
+    def __str__(self) -> str:  # KeyError would show the message in quotes
+        return str(self.args[0]) if self.args else ""
+
+
+def _closest(name: str, known) -> str:
+    match = difflib.get_close_matches(str(name), [str(k) for k in known], n=1, cutoff=0.6)
+    return f" (did you mean {match[0]!r}?)" if match else f" (known: {', '.join(sorted(map(str, known)))})"
+
+
+def _is_open(dotted: str) -> bool:
+    return any(dotted == f or dotted.startswith(f + ".") for f in OPEN_FIELDS)
+
+
+def _merge(base: dict, over: dict, where: str = "", prefix: str = "") -> dict:
+    """``over`` laid over ``base``; a field that ``base`` lacks is an error naming it and the closest one."""
     out = copy.deepcopy(base)
     for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
+        dotted = f"{prefix}{key}"
+        if key not in out and not _is_open(dotted):
+            raise ProfileError(f"{where}unknown field {dotted!r}{_closest(key, out)}")
+        if isinstance(out.get(key), dict):
+            if value is not None and not isinstance(value, dict):
+                raise ProfileError(f"{where}{dotted} must be a mapping of fields, not {value!r}")
+            out[key] = _merge(out[key], value or {}, where, dotted + ".")
         else:
             out[key] = copy.deepcopy(value)
     return out
@@ -53,22 +87,27 @@ def _merge(base: dict, over: dict) -> dict:
 def _set_dotted(profile: dict, dotted: str, value: Any) -> None:
     keys = dotted.split(".")
     node = profile
-    for key in keys[:-1]:
+    for i, key in enumerate(keys[:-1]):
         if key not in node or not isinstance(node[key], dict):
-            raise KeyError(f"profile override {dotted!r}: no section {key!r}")
+            raise ProfileError(f"profile override {dotted!r}: no section {'.'.join(keys[:i + 1])!r}{_closest(key, node)}")
         node = node[key]
-    if keys[-1] not in node:
-        raise KeyError(f"profile override {dotted!r}: unknown field {keys[-1]!r} (known: {sorted(node)})")
+    if keys[-1] not in node and not _is_open(dotted):
+        raise ProfileError(f"profile override {dotted!r}: unknown field {keys[-1]!r}{_closest(keys[-1], node)}")
     node[keys[-1]] = value
 
 
-def parse_value(text: str) -> Any:
+def parse_value(text: str, what: str = "--set") -> Any:
     """A command-line value as YAML would read it, except that ``2e-5`` is a number.
 
     (YAML 1.1, which PyYAML follows, reads a float only with a dot: ``2.0e-5``; ``2e-5`` would be
-    the string "2e-5" and fail later as a learning rate.)
+    the string "2e-5" and fail later as a learning rate.) Text that is not YAML is a
+    :class:`~rank_distillm.data.DataError` naming ``what``.
     """
-    value = yaml.safe_load(text)
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise DataError(f"{what} value {text!r} is not valid YAML ({problem}); quote it as text or fix it") from None
     if isinstance(value, str):
         try:
             return float(value)
@@ -77,32 +116,65 @@ def parse_value(text: str) -> Any:
     return value
 
 
-def load_profile(name: str = DEFAULT_PROFILE, overrides: dict[str, Any] | None = None) -> dict[str, dict]:
+def read_yaml(path: Path) -> Any:
+    """A YAML file; malformed YAML or a file that cannot be read is a :class:`DataError` naming file and line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path}: not UTF-8 text (byte {error.start + 1})") from None
+    except OSError as error:
+        raise DataError(f"{path}: cannot be read ({error.strerror})") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise DataError(f"{path}{line}: not valid YAML ({problem})") from None
+
+
+def load_profile(name: str = DEFAULT_PROFILE, overrides: dict[str, Any] | None = None,
+                 _seen: tuple[Path, ...] = ()) -> dict[str, dict]:
     """The profile ``name`` (smoke, cpu, gpu or a YAML path) as ``{section: {field: value}}``.
 
+    A YAML file is a mapping ``{base: PROFILE, section: {field: value}}`` checked against the
+    fields of its base: a typo (``windw``) is an error that names the field and the closest
+    known one, as is malformed YAML (with its line) or a file that is not a mapping.
     ``overrides`` maps dotted fields to values, e.g. ``{"training.epochs": 1}``; an unknown
-    field is an error (a typo must not silently keep the default).
+    field is an error too (a typo must not silently keep the default).
     """
+    name = str(name)
     if name == DEFAULT_PROFILE and os.environ.get(PROFILE_ENV):
         name = os.environ[PROFILE_ENV]
     if name in PROFILES:
         profile = {}
         for path in sorted(PROFILE_DIR.glob("*.yaml")):
-            table = yaml.safe_load(path.read_text())
-            if name not in table:
-                raise KeyError(f"{path}: no {name!r} profile")
+            table = read_yaml(path)
+            if not isinstance(table, dict) or name not in table:
+                raise ProfileError(f"{path}: no {name!r} profile")
             profile[path.stem] = table[name]
         profile["name"] = name
     else:
         path = VARIANT_DIR / f"{name}.yaml"
         if not path.is_file():
-            path = Path(name)
+            path = Path(name).expanduser()
         if not path.is_file():
             variants = sorted(p.stem for p in VARIANT_DIR.glob("*.yaml"))
             raise ValueError(f"unknown profile {name!r}: use one of {PROFILES + tuple(variants)} or the path of a YAML file")
-        custom = yaml.safe_load(path.read_text()) or {}
-        base = load_profile(custom.pop("base", DEFAULT_PROFILE))
-        profile = _merge(base, custom)
+        if path.resolve() in _seen:
+            raise ProfileError(f"{path}: its base leads back to itself")
+        custom = read_yaml(path)
+        if custom is None:
+            custom = {}
+        if not isinstance(custom, dict):
+            raise ProfileError(f"{path}: a profile file is a mapping {{base: PROFILE, section: {{field: value}}}}, "
+                               f"not a {type(custom).__name__}")
+        base_name = custom.pop("base", DEFAULT_PROFILE)
+        if not isinstance(base_name, str):
+            raise ProfileError(f"{path}: base must be a profile name or path, not {base_name!r}")
+        base = load_profile(base_name, _seen=(*_seen, path.resolve()))
+        base_fields = {k: v for k, v in base.items() if k != "name"}
+        profile = _merge(base_fields, custom, where=f"{path}: ")
         profile["name"] = str(path)
     for dotted, value in (overrides or {}).items():
         _set_dotted(profile, dotted, value)

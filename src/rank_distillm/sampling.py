@@ -473,39 +473,39 @@ def list_table(dataset, teacher_run: Run | str | os.PathLike | None = None, cand
 
 
 def save_dataset(dataset, out: str | os.PathLike) -> Path:
-    """``dataset.save_to_disk`` into a temporary folder beside ``out``, then renamed into place."""
-    import shutil
-    import tempfile
+    """``dataset.save_to_disk`` into a folder beside ``out``, then swapped in (:func:`outputs.replace_folder`).
 
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-    try:
-        dataset.save_to_disk(str(tmp / "data"))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp / "data", out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
+    A kill at any moment leaves ``out`` as the complete old dataset or the complete new one.
+    """
+    from .outputs import replace_folder
+
+    return replace_folder(out, lambda folder: dataset.save_to_disk(str(folder)))
 
 
 def add_build_dataset_arguments(parser) -> None:
+    from .cli import add_force_argument, positive_int
+
     parser.add_argument("--dataset", required=True, help="ir_datasets id of the queries (and qrels), e.g. msmarco-passage/trec-dl-2020/judged")
     parser.add_argument("--teacher", help="the teacher's run (a TREC run file or irds:ID); with --released, omit")
     parser.add_argument("--candidates", help="the first-stage run whose passages the teacher re-ranked")
     parser.add_argument("--released", help="a released Rank-DistiLLM parquet file (qid, docno, score) instead of --teacher/--candidates")
-    parser.add_argument("--candidates-depth", type=int, default=None, help="cut the first-stage lists to this depth (default: all)")
-    parser.add_argument("--max-queries", type=int, default=None, help="build lists for the first N queries only")
-    parser.add_argument("--depth", type=int, default=100, help="the teacher's top-k that is kept (default 100)")
-    parser.add_argument("--per-list", type=int, default=None, help="passages per list (default: the whole top-depth)")
+    parser.add_argument("--candidates-depth", type=positive_int, default=None, help="cut the first-stage lists to this depth (default: all)")
+    parser.add_argument("--max-queries", type=positive_int, default=None, help="build lists for the first N queries only")
+    parser.add_argument("--depth", type=positive_int, default=100, help="the teacher's top-k that is kept (default 100)")
+    parser.add_argument("--per-list", type=positive_int, default=None, help="passages per list (default: the whole top-depth)")
     parser.add_argument("--sampling", choices=SAMPLINGS, default="top")
     parser.add_argument("--labels", choices=LABELS, default="rank")
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--out", required=True, help="folder for the saved datasets.Dataset")
+    parser.add_argument("--out", required=True, help="folder for the saved datasets.Dataset (replaced if it holds one)")
+    add_force_argument(parser)
 
 
 def build_dataset_command(args) -> int:
+    from .outputs import DATASET_FOLDER, check_target
+
+    inputs = [data.resolve_path(x) for x in (args.teacher, args.candidates, args.released)
+              if x and not str(x).startswith(("irds:", "hf://"))]
+    check_target(args.out, DATASET_FOLDER, force=args.force, inputs=inputs)
     options = dict(depth=args.depth, per_list=args.per_list, sampling=args.sampling, labels=args.labels, seed=args.seed)
     if args.released:
         dataset = released_lists(args.released, args.dataset, max_queries=args.max_queries, **options)

@@ -29,13 +29,12 @@ import json
 import math
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from . import data, models, sampling
+from .outputs import write_json
 from .student import build_student, load_student
 
 STAGE1_SOURCES = ("none", "graded", "relevance", "triples")
@@ -63,15 +62,6 @@ class Student:
 
 
 # --------------------------------------------------------------------------- small helpers
-
-
-def _write_json(obj: Any, path: Path) -> None:
-    """Write JSON atomically (temporary file in the same folder, then ``os.replace``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=1, default=str)
-    os.replace(tmp, path)
 
 
 def _check(section: dict, name: str, fields: tuple[str, ...]) -> None:
@@ -401,7 +391,7 @@ def train_student(
         model.save_pretrained(str(tmp))
         shutil.rmtree(done, ignore_errors=True)
         os.replace(tmp, done)
-        _write_json(m, out / stage_name / "metrics.json")
+        write_json(out / stage_name / "metrics.json", m)
         metrics["stages"][stage_name] = m
         path = str(done)
     if path is None:
@@ -416,7 +406,7 @@ def train_student(
     metrics["train_wall_s"] = round(sum(s["wall_s"] for s in stages), 1)
     rates = [s["pairs_per_s"] for s in stages if s.get("pairs_per_s")]
     metrics["pairs_per_s"] = round(sum(rates) / len(rates), 2) if rates else None
-    _write_json(metrics, metrics_path)
+    write_json(metrics_path, metrics)
     return TrainResult(final, metrics)
 
 
@@ -444,7 +434,7 @@ def _train_cached(profile: dict, s: dict, threads: int | None = None) -> None:
     folder = student_dir(profile, s)
     partial = folder.with_name(folder.name + ".partial")
     train_student(profile, loss=s["loss"], train_year=s["train_year"], out_dir=partial, resume=True)
-    _write_json(s, partial / "student.json")
+    write_json(partial / "student.json", s)
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(partial, folder)
 
@@ -504,6 +494,7 @@ def add_train_arguments(parser) -> None:
     parser.add_argument("--out", help="output folder (default: the profile's cached students)")
     parser.add_argument("--no-resume", action="store_true", help="start over instead of resuming from checkpoints")
     parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="profile overrides, e.g. training.stage2.epochs=1")
+    parser.add_argument("--force", action="store_true", help="train into --out even if it holds other files")
 
 
 def _parse_overrides(items: list[str]) -> dict:
@@ -514,20 +505,24 @@ def _parse_overrides(items: list[str]) -> dict:
         if "=" not in item:
             raise ValueError(f"--set {item!r}: expected FIELD=VALUE")
         key, value = item.split("=", 1)
-        out[key] = parse_value(value)
+        out[key] = parse_value(value, what=f"--set {key}")
     return out
 
 
 def train_command(args) -> int:
+    from .cli import print_json
+    from .outputs import TRAINING_FOLDER, check_target
     from .profiles import load_profile
 
     profile = load_profile(args.profile, _parse_overrides(args.set))
+    if args.out:
+        check_target(args.out, TRAINING_FOLDER, force=args.force, inputs=[args.train_dataset])
     if args.train_dataset and not Path(args.train_dataset).is_dir():
         raise FileNotFoundError(f"--train-dataset {args.train_dataset}: no such dataset folder (rank-distillm build-dataset --out)")
     if not (args.loss or args.train_year or args.train_dataset or args.out):
         for s in trained_students(profile):
-            print(json.dumps({"name": s.name, "path": str(s.path), "wall_s": s.metrics.get("wall_s"),
-                              "pairs_per_s": s.metrics.get("pairs_per_s")}))
+            print_json({"name": s.name, "path": str(s.path), "wall_s": s.metrics.get("wall_s"),
+                        "pairs_per_s": s.metrics.get("pairs_per_s")})
         return 0
     train_year = args.train_year or profile["training"]["students"][0]["train_year"]
     lists = None
@@ -538,6 +533,6 @@ def train_command(args) -> int:
         lists = training_lists(profile, train_year)
         lists["stage2"] = datasets.load_from_disk(str(folder))
     result = train_student(profile, loss=args.loss, train_year=train_year, out_dir=args.out, resume=not args.no_resume, lists=lists)
-    print(json.dumps({"model_path": str(result.model_path), "wall_s": result.metrics.get("wall_s"),
-                      "pairs_per_s": result.metrics.get("pairs_per_s")}))
+    print_json({"model_path": str(result.model_path), "wall_s": result.metrics.get("wall_s"),
+                "pairs_per_s": result.metrics.get("pairs_per_s")})
     return 0

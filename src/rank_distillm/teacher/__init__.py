@@ -18,15 +18,22 @@ from .backends import (
 )
 from .analysis import query_costs, rank_shifts, window_costs
 from .cli import profile_candidates
-from .log import WindowLog, read_log
+from .log import WindowLog, read_log, read_windows
 from .prompts import RANKGPT, RANKVICUNA, RANKZEPHYR, TEMPLATES, PromptTemplate, get_template, render_fixed
-from .windows import TeacherResult, parse_permutation, sliding_window_rerank, was_repaired, window_schedule
+from .windows import (
+    TeacherResult,
+    parse_permutation,
+    repair_counts,
+    sliding_window_rerank,
+    was_repaired,
+    window_schedule,
+)
 
 __all__ = [
     "Answer", "Backend", "ReplayBackend", "Request", "TransformersBackend", "VLLMBackend", "live_backend", "make_backend",
     "profile_candidates",
     "query_costs", "rank_shifts", "window_costs",
-    "WindowLog", "read_log",
+    "WindowLog", "read_log", "read_windows",
     "RANKGPT", "RANKVICUNA", "RANKZEPHYR", "TEMPLATES", "PromptTemplate", "get_template", "render_fixed",
-    "TeacherResult", "parse_permutation", "sliding_window_rerank", "was_repaired", "window_schedule",
+    "TeacherResult", "parse_permutation", "repair_counts", "sliding_window_rerank", "was_repaired", "window_schedule",
 ]

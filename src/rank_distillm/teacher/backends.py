@@ -251,13 +251,15 @@ class ReplayBackend(Backend):
     name = "replay"
 
     def __init__(self, log_path: str | os.PathLike):
-        from .log import read_log
+        from .log import read_windows
 
         self.path = Path(log_path)
         if not self.path.is_file():
             raise DataError(f"replay log not found: {self.path}")
         self.answers: dict[tuple[str, tuple[str, ...]], dict] = {}
-        for record in read_log(self.path):
+        records = read_windows(self.path)
+        self.torn_line = records.torn_line  # a half-written last line that was dropped
+        for record in records:
             self.answers.setdefault((str(record["qid"]), tuple(record["docids"])), record)
         if not self.answers:
             raise DataError(f"replay log {self.path} holds no windows")
@@ -273,10 +275,14 @@ class ReplayBackend(Backend):
                 logged = sorted({int(rec["window"]) for (q, _), rec in self.answers.items() if q == r.qid})
                 hint = (f"it holds windows {logged} of this query for other passages or orders"
                         if logged else "it holds no window of this query")
+                question = ("Are the candidates, depth, window and stride those the log was made with?"
+                            if self.torn_line is None else
+                            f"Its last line (line {self.torn_line}) is cut off, as a job that was interrupted "
+                            f"leaves it: that job never finished; run it again with the same log (it resumes) "
+                            f"before replaying.")
                 raise DataError(
                     f"replay log {self.path}: no answer for query {r.qid}, window {r.window} "
-                    f"(positions {r.start}-{r.end}, first passages {r.docids[:3]}); {hint}. "
-                    f"Are the candidates, depth, window and stride those the log was made with?"
+                    f"(positions {r.start}-{r.end}, first passages {r.docids[:3]}); {hint}. {question}"
                 )
             answers.append(Answer(record["response"], record.get("prompt") or r.text or "",
                                   record.get("prompt_tokens"), record.get("generated_tokens"), None))

@@ -35,6 +35,8 @@ PROFILE_FIELDS = ("dataset", "candidates", "backend", "model", "prompt", "window
 
 
 def add_teach_arguments(p) -> None:
+    from ..cli import add_force_argument, positive_int
+
     p.add_argument("--profile", help="take the settings from this profile's teacher section (smoke, cpu, gpu, "
                                      "a variant such as colab, or a YAML file); explicit arguments win")
     p.add_argument("--dataset", help="ir_datasets id of the queries (and passages); required without --profile")
@@ -44,17 +46,18 @@ def add_teach_arguments(p) -> None:
     p.add_argument("--log", help="window log: read by replay; appended to and resumed from otherwise "
                                  "(default OUT.windows.jsonl)")
     p.add_argument("--prompt", choices=sorted(TEMPLATES), help="default rankzephyr")
-    p.add_argument("--window", type=int, help="default 20")
-    p.add_argument("--stride", type=int, help="default 10")
-    p.add_argument("--depth", type=int, help="default 100")
-    p.add_argument("--max-words", type=int, help="words per passage (default 300 * 20 / window)")
-    p.add_argument("--max-new-tokens", type=int, help="default 120")
-    p.add_argument("--batch-size", type=int, help="queries whose windows share one backend call (default 8)")
-    p.add_argument("--max-queries", type=int, help="only the first N queries of the dataset")
-    p.add_argument("--threads", type=int, help="torch CPU threads (transformers)")
-    p.add_argument("--tensor-parallel-size", type=int, help="GPUs per engine (vllm; default 1)")
+    p.add_argument("--window", type=positive_int, help="default 20")
+    p.add_argument("--stride", type=positive_int, help="default 10")
+    p.add_argument("--depth", type=positive_int, help="default 100")
+    p.add_argument("--max-words", type=positive_int, help="words per passage (default 300 * 20 / window)")
+    p.add_argument("--max-new-tokens", type=positive_int, help="default 120")
+    p.add_argument("--batch-size", type=positive_int, help="queries whose windows share one backend call (default 8)")
+    p.add_argument("--max-queries", type=positive_int, help="only the first N queries of the dataset")
+    p.add_argument("--threads", type=positive_int, help="torch CPU threads (transformers)")
+    p.add_argument("--tensor-parallel-size", type=positive_int, help="GPUs per engine (vllm; default 1)")
     p.add_argument("--tag", default=None, help="run tag (default: the backend and model)")
     p.add_argument("--out", required=True, help="the re-ranked run, written atomically at the end")
+    add_force_argument(p)
 
 
 def _missing_candidates(profile: str, dataset: str) -> DataError:
@@ -125,27 +128,55 @@ def _backend(args):
                         tensor_parallel_size=args.tensor_parallel_size, engine=args.engine)
 
 
+def _repair_note(windows: list[dict], shown: int = 3) -> str:
+    """``'; repairs: unicode_digits 2 (query 1037496 window 3, ...), ...'`` or ``''``."""
+    from .windows import repair_counts
+
+    parts = []
+    for kind, where in repair_counts(windows).items():
+        named = ", ".join(f"query {q} window {w}" for q, w in where[:shown])
+        parts.append(f"{kind} {len(where)} ({named}{', ...' if len(where) > shown else ''})")
+    return "; repairs: " + "; ".join(parts) if parts else ""
+
+
 def teach_command(args) -> int:
+    from ..outputs import RUN_FILE, WINDOW_LOG, check_target
+    from .log import WindowLog
+    from .prompts import default_max_words
     from .windows import sliding_window_rerank, was_repaired
 
     args = resolve_arguments(args)
     _check(args)
-    out = Path(args.out)
+    for name in ("window", "stride", "depth", "max_words", "max_new_tokens", "batch_size", "max_queries"):
+        value = getattr(args, name)  # from the command line (checked there) or from a profile file
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise DataError(f"teacher.{name} (--{name.replace('_', '-')}) must be a whole number >= 1, not {value!r}")
+    if args.max_words is None:
+        args.max_words = default_max_words(args.window)
+    candidates_file = None if str(args.candidates).startswith("irds:") else resolve_path(args.candidates)
+    replay_log = resolve_path(args.log) if args.backend == "replay" else None
+    # the outputs first, before any data or model is loaded: a bad --out must not cost the work
+    out = check_target(args.out, RUN_FILE, force=args.force, inputs=[candidates_file, replay_log])
     if args.backend == "replay":
         log_path = None  # the replayed log is read, never written
     else:
         log_path = Path(args.log) if args.log else out.with_name(out.name + ".windows.jsonl")
         if args.log and not log_path.parent.exists():
             raise DataError(f"--log {log_path}: folder {log_path.parent} does not exist")
-    candidates = load_candidates(args.dataset, args.candidates, depth=args.depth, max_queries=args.max_queries)
-    backend = _backend(args)
-    result = sliding_window_rerank(
-        candidates, backend, prompt=args.prompt, window=args.window, stride=args.stride, depth=args.depth,
-        max_words=args.max_words, log_path=log_path, batch_size=args.batch_size, progress=True,
-    )
+        check_target(log_path, WINDOW_LOG, inputs=[candidates_file, out], option="--log")
+    settings = {"model": args.model, "template": args.prompt, "max_words": args.max_words}
+    with WindowLog(log_path) as log:  # locked now: a second job on this log stops here, before any work
+        log.check_settings(settings)
+        candidates = load_candidates(args.dataset, args.candidates, depth=args.depth, max_queries=args.max_queries)
+        backend = _backend(args)
+        result = sliding_window_rerank(
+            candidates, backend, prompt=args.prompt, window=args.window, stride=args.stride, depth=args.depth,
+            max_words=args.max_words, log_path=log, batch_size=args.batch_size, progress=True,
+        )
     tag = args.tag or (f"{args.backend}-{Path(args.model).name}" if args.model else args.backend)
     write_run(result.run, out, tag=tag.replace(" ", "_"))
     repaired = sum(was_repaired(w["repair"]) for w in result.windows)
     print(f"{len(result.run)} queries, {len(result.windows)} windows ({result.resumed} resumed from the log, "
-          f"{repaired} repaired) -> {out}" + (f"; window log {log_path}" if log_path else ""))
+          f"{repaired} repaired) -> {out}" + (f"; window log {log_path}" if log_path else "")
+          + _repair_note(result.windows))
     return 0

@@ -35,10 +35,10 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from ..data import Candidates, DataError, Run, load_candidates, load_queries, read_run, write_run
+from ..outputs import write_text
 
 # --------------------------------------------------------------------------- splitting
 
@@ -88,18 +88,6 @@ def shard_done(out_dir: str | os.PathLike, shard: int, num_shards: int) -> bool:
     return paths["run"].is_file() and paths["manifest"].is_file()
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 # --------------------------------------------------------------------------- one shard
 
 
@@ -142,7 +130,7 @@ def run_shard(candidates: list[Candidates], backend, out_dir: str | os.PathLike,
     write_run(result.run, paths["run"], tag=tag)
     manifest = {"shard": shard, "num_shards": num_shards, "qids": [c.qid for c in candidates],
                 "positions": positions, "windows": len(result.windows), "resumed": result.resumed}
-    _write_atomic(paths["manifest"], json.dumps(manifest) + "\n")
+    write_text(paths["manifest"], json.dumps(manifest) + "\n")
     return paths["run"]
 
 
@@ -190,7 +178,7 @@ def merge_shards(out_dir: str | os.PathLike, num_shards: int, out: str | os.Path
             for record in read_log(path):
                 record.pop("_line", None)
                 by_qid.setdefault(str(record["qid"]), []).append(json.dumps(record, ensure_ascii=False))
-        _write_atomic(Path(log_out), "".join(line + "\n" for qid in merged for line in by_qid.get(qid, [])))
+        write_text(Path(log_out), "".join(line + "\n" for qid in merged for line in by_qid.get(qid, [])))
     return merged
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import time
+import unicodedata
 from dataclasses import dataclass, field
 
 from tqdm.auto import tqdm
@@ -56,16 +57,48 @@ def window_schedule(n: int, window: int = 20, stride: int = 10, depth: int = 100
 # --------------------------------------------------------------------------- parsing
 
 
-def parse_permutation(response: str, n: int) -> tuple[list[int], dict]:
+def _ascii_digits(text: str) -> tuple[str, int]:
+    """``text`` with every Unicode digit ("1²", "①", "３") as its ASCII digit, and how many were changed.
+
+    rank_llm (``ListwiseInferenceHandler._clean_response``) maps superscript, subscript,
+    circled, negative circled, fullwidth and "digit with full stop" characters to ASCII
+    digits before it parses an answer; this maps every character that Unicode gives a digit
+    value, which is the same table (rank_llm's rows for U+1F101..U+1F10A, "DIGIT ZERO COMMA"
+    and so on, are one off; Unicode's values are used here).
+    """
+    out, changed = [], 0
+    for c in text:
+        if c.isdigit() and not ("0" <= c <= "9"):
+            value = unicodedata.digit(c, None)
+            if value is not None:
+                out.append(str(value))
+                changed += 1
+                continue
+        out.append(c)
+    return "".join(out), changed
+
+
+def parse_permutation(response, n: int) -> tuple[list[int], dict]:
     """The order (0-based indices into the window) an answer asks for, and what was repaired.
 
-    rank_llm's rules: every non-digit is a separator, numbers are 1-based ids, repeated ids
-    and ids outside ``1..n`` are dropped, and ids the answer never names are appended in
-    their input order. The repair record lists the dropped ``duplicates`` and
-    ``out_of_range`` ids, the ``missing`` ids that were appended, and ``no_ranking`` (the
-    answer named no valid id at all, so the window keeps its input order).
+    rank_llm's rules: the text after a reasoning model's last ``</think>`` is the answer;
+    Unicode digits ("1²", "①", "３") count as the digits they stand for; every other
+    non-digit is a separator; numbers are 1-based ids; repeated ids and ids outside ``1..n``
+    are dropped, and ids the answer never names are appended in their input order.
+
+    Every answer gives a permutation, so a labelling job never stops on one: an answer that
+    is not text at all (``None``, a number in a hand-made log) or names no valid id keeps
+    the window's input order. The repair record lists the dropped ``duplicates`` and
+    ``out_of_range`` ids, the ``missing`` ids that were appended, ``unicode_digits`` (how
+    many digits were not ASCII), ``not_text`` (the type of an answer that was not a string,
+    else None) and ``no_ranking`` (no valid id at all: the input order is kept).
     """
-    digits = "".join(c if c.isdigit() else " " for c in response)
+    not_text = None if isinstance(response, str) else type(response).__name__
+    text = response if not_text is None else ""
+    if "</think>" in text:
+        text = text.rsplit("</think>", 1)[-1]
+    text, unicode_digits = _ascii_digits(text)
+    digits = "".join(c if "0" <= c <= "9" else " " for c in text)
     ids = [int(x) for x in digits.split()]
     order: list[int] = []
     duplicates, out_of_range = [], []
@@ -83,13 +116,31 @@ def parse_permutation(response: str, n: int) -> tuple[list[int], dict]:
         "out_of_range": out_of_range,
         "missing": [i + 1 for i in missing],
         "no_ranking": not order,
+        "unicode_digits": unicode_digits,
+        "not_text": not_text,
     }
     return order + missing, repair
 
 
+REPAIRS = ("duplicates", "out_of_range", "missing", "no_ranking", "unicode_digits", "not_text")
+
+
 def was_repaired(repair: dict) -> bool:
-    """Whether an answer needed any repair (it was not a clean permutation)."""
-    return bool(repair["duplicates"] or repair["out_of_range"] or repair["missing"] or repair["no_ranking"])
+    """Whether an answer needed any repair (it was not a clean permutation in ASCII digits)."""
+    return any(repair.get(kind) for kind in REPAIRS)
+
+
+def repair_counts(windows: list[dict]) -> dict:
+    """How many windows needed each kind of repair, and which: ``{kind: [(qid, window), ...]}``.
+
+    Only kinds that occurred are listed; ``windows`` are the records of a teacher run.
+    """
+    out: dict[str, list[tuple[str, int]]] = {}
+    for w in windows:
+        for kind in REPAIRS:
+            if w["repair"].get(kind):
+                out.setdefault(kind, []).append((str(w["qid"]), int(w["window"])))
+    return out
 
 
 # --------------------------------------------------------------------------- the loop
@@ -145,7 +196,7 @@ def sliding_window_rerank(
     stride: int = 10,
     depth: int = 100,
     max_words: int | None = None,
-    log_path: str | os.PathLike | None = None,
+    log_path: str | os.PathLike | WindowLog | None = None,
     batch_size: int = 8,
     progress: bool = True,
 ) -> TeacherResult:
@@ -153,9 +204,11 @@ def sliding_window_rerank(
 
     ``candidates`` come from :func:`rank_distillm.data.load_candidates` (best first).
     ``max_words`` is the per-passage word budget (default: rank_llm's ``300 * 20 / window``).
-    ``log_path``: the window log; windows already in it are re-applied, not asked again,
-    so an interrupted job resumes where it stopped (the log must come from the same
-    candidates and settings: a window whose passages differ is an error).
+    ``log_path``: the window log (a path, or a :class:`~rank_distillm.teacher.log.WindowLog`
+    already opened, which the caller closes); windows already in it are re-applied, not asked
+    again, so an interrupted job resumes where it stopped. The log must come from the same
+    candidates and settings: a window whose passages differ, or a log written with another
+    model, prompt template or ``max_words``, is an error. Each new window records those three.
     ``batch_size``: how many queries' windows go into one backend call.
     Passages below ``depth`` keep their first-stage order under the re-ranked top.
     """
@@ -170,10 +223,14 @@ def sliding_window_rerank(
             raise DataError(f"query {cand.qid} appears twice in the candidates")
         seen.add(cand.qid)
     queries = [_Query(c, window_schedule(len(c), window, stride, depth)) for c in candidates]
-    log = WindowLog(log_path)
+    settings = {"model": getattr(backend, "model_name", None), "template": template.name, "max_words": max_words}
+    own_log = not isinstance(log_path, WindowLog)
+    log = WindowLog(log_path) if own_log else log_path
     records: dict[str, list[dict]] = {q.cand.qid: [] for q in queries}
     resumed = 0
+    bar = None
     try:
+        log.check_settings(settings)
         # 1. re-apply what the log already holds (the same repair as when it was written)
         for q in queries:
             while not q.done:
@@ -188,7 +245,7 @@ def sliding_window_rerank(
                         f"or settings (window, stride, depth), so use a new log"
                     )
                 permutation, repair = parse_permutation(record["response"], len(docids))
-                record.setdefault("repair", repair)
+                record["repair"] = repair
                 q.apply(permutation)
                 records[q.cand.qid].append(record)
                 resumed += 1
@@ -220,7 +277,7 @@ def sliding_window_rerank(
                     "docids": req.docids, "prompt": ans.prompt, "response": ans.response, "repair": repair,
                     "prompt_tokens": ans.prompt_tokens, "generated_tokens": ans.generated_tokens,
                     "seconds": ans.seconds if ans.seconds is not None else elapsed / len(requests),
-                    "batch": len(requests), "backend": backend.name, "template": template.name,
+                    "batch": len(requests), "backend": backend.name, **settings,
                 }
                 q.apply(permutation)
                 log.append(record)
@@ -230,9 +287,11 @@ def sliding_window_rerank(
             done_queries += len(finished)
             active = [q for q in active if not q.done]
             bar.set_postfix(queries=f"{done_queries}/{len(queries)}")
-        bar.close()
     finally:
-        log.close()
+        if bar is not None:
+            bar.close()  # before any error message, so that it ends on a line of its own
+        if own_log:
+            log.close()
     rankings = {q.cand.qid: [q.cand.docids[i] for i in q.order] for q in queries}
     windows = [r for q in queries for r in records[q.cand.qid]]
     return TeacherResult(run=run_from_rankings(rankings), windows=windows, resumed=resumed)
