@@ -4,6 +4,11 @@ Run after a book build (``make book``, or the smoke build that ``make test`` mak
 serves the HTML folder on localhost, opens each page in headless Chromium (Debian's
 ``chromium`` package), saves a screenshot per page and checks the rendered DOM.
 The folder is ``$BOOK_HTML`` or ``_build/html``.
+
+A second set of checks drives the same Chromium through Playwright: every page requests
+nothing outside the built folder (MathJax ships with the book), every formula is typeset
+(no raw ``\(``/``\[`` TeX in the text), and the ranking explorer changes what it shows
+when another query is selected.
 """
 
 from __future__ import annotations
@@ -97,3 +102,56 @@ def test_chapter_has_executed_outputs_and_figures(page):
     # an empty result: a table without rows, or a figure without data
     assert "Empty DataFrame" not in html, f"{page}: an empty table"
     assert "&lt;Figure size" not in html, f"{page}: a figure object printed instead of drawn"
+
+
+# --- In a scripted browser: offline mathematics, no outside requests, the ranking explorer ---------------
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium (Debian's) driven through Playwright; no browser download."""
+    from playwright.sync_api import sync_playwright
+
+    if CHROMIUM is None:
+        pytest.fail("Chromium is not installed: apt-get install chromium")
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        yield chromium
+        chromium.close()
+
+
+def _open(browser, url: str):
+    """``(page, requests)``: the page after its mathematics is typeset, and every URL it requested."""
+    page = browser.new_page()
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    page.goto(url, wait_until="load", timeout=60_000)
+    page.evaluate("() => (window.MathJax && MathJax.startup && MathJax.startup.promise) ? "
+                  "MathJax.startup.promise.then(() => true) : true")
+    return page, requests
+
+
+# Text outside code, with typeset formulas taken out: any TeX delimiter left there is a formula shown raw.
+_PROSE_TEXT = """() => {
+    const body = document.body.cloneNode(true);
+    body.querySelectorAll('pre, code, script, style, textarea, mjx-container, .highlight').forEach(e => e.remove());
+    return body.textContent;
+}"""
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[Path(p).name for p in PAGES])
+def test_page_is_self_contained_and_typesets_its_math(server, browser, page):
+    tab, requests = _open(browser, f"{server}/{page}.html")
+    try:
+        outside = [u for u in requests if not u.startswith(f"{server}/") and not u.startswith(("data:", "blob:"))]
+        assert not outside, f"{page}: requests outside the built book: {outside}"
+        math = tab.evaluate("() => [...document.querySelectorAll('.math')].map(e => [e.textContent.slice(0, 60), "
+                            "!!e.querySelector('mjx-container')])")
+        raw = [text for text, typeset in math if not typeset]
+        assert not raw, f"{page}: {len(raw)} of {len(math)} formulas not typeset, e.g. {raw[:3]}"
+        prose = tab.evaluate(_PROSE_TEXT)
+        for delimiter in ("\\(", "\\[", "$$"):
+            at = prose.find(delimiter)
+            assert at < 0, f"{page}: raw TeX shown: ...{prose[max(0, at - 60): at + 60]!r}..."
+    finally:
+        tab.close()
