@@ -53,7 +53,8 @@ def ordered_pairs(scores: Tensor, labels: Tensor, mask: Tensor, k: int | None = 
     return pairs
 
 
-def pair_logistic(scores: Tensor, sigma: float = 1.0, reduction_log: Literal["natural", "binary"] = "binary") -> Tensor:
+def pair_logistic(scores: Tensor, sigma: float = 1.0,
+                  reduction_log: Literal["natural", "binary"] = "binary") -> Tensor:
     """``[B, L, L]``: -log_b sigmoid(sigma (s_i - s_j)) for every pair (i, j)."""
     losses = -F.logsigmoid(sigma * (scores[:, :, None] - scores[:, None, :]))
     return losses / math.log(2) if reduction_log == "binary" else losses
