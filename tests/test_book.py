@@ -121,14 +121,17 @@ def browser():
 
 
 def _open(browser, url: str):
-    """``(page, requests)``: the page after its mathematics is typeset, and every URL it requested."""
+    """``(page, requests, errors)``: the page once its mathematics is typeset, every URL it
+    requested, and the JavaScript errors it raised."""
     page = browser.new_page()
     requests: list[str] = []
+    errors: list[str] = []
     page.on("request", lambda request: requests.append(request.url))
+    page.on("pageerror", lambda error: errors.append(str(error)))
     page.goto(url, wait_until="load", timeout=60_000)
     page.evaluate("() => (window.MathJax && MathJax.startup && MathJax.startup.promise) ? "
                   "MathJax.startup.promise.then(() => true) : true")
-    return page, requests
+    return page, requests, errors
 
 
 # Text outside code, with typeset formulas taken out: any TeX delimiter left there is a formula shown raw.
@@ -141,7 +144,7 @@ _PROSE_TEXT = """() => {
 
 @pytest.mark.parametrize("page", PAGES, ids=[Path(p).name for p in PAGES])
 def test_page_is_self_contained_and_typesets_its_math(server, browser, page):
-    tab, requests = _open(browser, f"{server}/{page}.html")
+    tab, requests, _ = _open(browser, f"{server}/{page}.html")
     try:
         outside = [u for u in requests if not u.startswith(f"{server}/") and not u.startswith(("data:", "blob:"))]
         assert not outside, f"{page}: requests outside the built book: {outside}"
@@ -153,5 +156,30 @@ def test_page_is_self_contained_and_typesets_its_math(server, browser, page):
         for delimiter in ("\\(", "\\[", "$$"):
             at = prose.find(delimiter)
             assert at < 0, f"{page}: raw TeX shown: ...{prose[max(0, at - 60): at + 60]!r}..."
+    finally:
+        tab.close()
+
+
+EXPLORER_PAGES = ["book/results", "notebooks/06_effectiveness"]
+
+
+@pytest.mark.parametrize("page", EXPLORER_PAGES, ids=[Path(p).name for p in EXPLORER_PAGES])
+def test_ranking_explorer_shows_the_selected_query(server, browser, page):
+    tab, _, errors = _open(browser, f"{server}/{page}.html")
+    try:
+        explorer = tab.locator(".rdx")
+        assert explorer.count() == 1, f"{page}: expected one ranking explorer, found {explorer.count()}"
+        options = explorer.locator("select option")
+        assert options.count() >= 2, f"{page}: the explorer lists {options.count()} queries"
+        columns = explorer.locator(".rdx-col")
+        assert columns.count() >= 2 and explorer.locator(".rdx-col li").count() > 0, f"{page}: nothing shown"
+        shown = explorer.locator(".rdx-cols").inner_text()
+        last = options.nth(options.count() - 1)
+        qid, query = last.text_content().split(": ", 1)
+        explorer.locator("select").select_option(last.get_attribute("value"))
+        assert explorer.locator(".rdx-cols").inner_text() != shown, f"{page}: selecting a query changed nothing"
+        heading = explorer.locator(".rdx-query").inner_text()
+        assert qid in heading and query in heading, f"{page}: heading {heading!r} is not query {qid}"
+        assert not errors, f"{page}: JavaScript errors: {errors}"
     finally:
         tab.close()
