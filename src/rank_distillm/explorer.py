@@ -167,9 +167,9 @@ _CSS = """
 .rdx-query{margin:6px 0;font-size:14px}
 .rdx-scroll{overflow-x:auto}
 .rdx-cols{display:grid;gap:8px}
-.rdx-col{min-width:15em;border-top:3px solid #5a9;padding-top:4px}
-.rdx-head{font-weight:600}
-.rdx-head span{font-weight:400;color:#555}
+.rdx-col{min-width:14em;border-top:3px solid #5a9;padding-top:4px}
+.rdx-head{font-weight:600;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
+.rdx-head span{display:block;font-weight:400;color:#555}
 .rdx-strip{display:flex;height:12px;margin:4px 0 2px 0;border:1px solid #ccc}
 .rdx-strip i{flex:1;min-width:1px}
 .rdx-rel{color:#444;font-size:12px;margin-bottom:4px;min-height:2.4em}
@@ -178,7 +178,7 @@ _CSS = """
 .rdx-list li.rdx-hl{background:#fff3b0}
 .rdx-rank{color:#888;min-width:1.6em;text-align:right}
 .rdx-text{flex:1;display:-webkit-box;-webkit-line-clamp:2;-webkit-box-orient:vertical;overflow:hidden}
-.rdx-from{color:#888;font-size:11px;white-space:nowrap}
+.rdx-from{color:#777;font-size:11px;white-space:nowrap}
 .rdx-g{display:inline-block;min-width:1.3em;text-align:center;border-radius:3px;font-weight:600;height:1.3em}
 .rdx-g3,.rdx-strip i.rdx-g3{background:#1a7f37;color:#fff}
 .rdx-g2,.rdx-strip i.rdx-g2{background:#6cc644;color:#111}
@@ -220,6 +220,15 @@ _JS = r"""
       li.classList.toggle("rdx-hl", on);
     });
   }
+  function describe(relevant, depth) {
+    if (depth === 0) { return "no ranking for this query"; }
+    if (relevant.length === 0) { return "no relevant passage in its " + depth; }
+    if (relevant.length <= 8) { return "relevant at rank " + relevant.join(", ") + " (of " + depth + ")"; }
+    var top10 = relevant.filter(function (r) { return r <= 10; }).length;
+    var top20 = relevant.filter(function (r) { return r <= 20; }).length;
+    return relevant.length + " relevant: " + top10 + " in the top 10, " + top20 + " in the top 20, the last at rank " +
+      relevant[relevant.length - 1] + " (of " + depth + ")";
+  }
   function show(value) {
     var parts = value.split(":");
     var year = data.years[+parts[0]];
@@ -229,11 +238,12 @@ _JS = r"""
     heading.appendChild(el("span", null, " \u00b7 " + year.label + " \u00b7 " + q.relevant +
       " relevant passages among the candidates"));
     cols.textContent = "";
-    cols.style.gridTemplateColumns = "repeat(" + year.systems.length + ", minmax(15em, 1fr))";
+    cols.style.gridTemplateColumns = "repeat(" + year.systems.length + ", minmax(14em, 1fr))";
     year.systems.forEach(function (name, s) {
       var system = q.systems[s];
       var col = el("div", "rdx-col");
-      var head = el("div", "rdx-head", name + " ");
+      var head = el("div", "rdx-head", name);
+      head.title = name;
       head.appendChild(el("span", null, system.ndcg === null ? "(not judged)" : "nDCG@10 " + system.ndcg.toFixed(3)));
       col.appendChild(head);
       var strip = el("div", "rdx-strip");
@@ -247,9 +257,7 @@ _JS = r"""
         if (g >= data.relevant_grade) { relevant.push(r + 1); }
       }
       col.appendChild(strip);
-      col.appendChild(el("div", "rdx-rel", system.grades.length === 0 ? "no ranking for this query" :
-        (relevant.length ? "relevant at rank " + relevant.join(", ") : "no relevant passage") +
-        " (of " + system.grades.length + ")"));
+      col.appendChild(el("div", "rdx-rel", describe(relevant, system.grades.length)));
       var list = el("ol", "rdx-list");
       system.top.forEach(function (d, r) {
         var doc = q.docs[d];
@@ -258,9 +266,10 @@ _JS = r"""
         li.title = "passage " + doc[0];
         li.appendChild(el("span", "rdx-rank", String(r + 1)));
         li.appendChild(el("span", gradeClass(doc[1]), doc[1] < 0 ? "-" : String(doc[1])));
-        var text = li.appendChild(el("span", "rdx-text", doc[2]));
+        var text = li.appendChild(el("span", "rdx-text"));
+        if (s > 0 && doc[3]) { text.appendChild(el("span", "rdx-from", year.systems[0] + " #" + doc[3] + " \u00b7 ")); }
+        text.appendChild(document.createTextNode(doc[2]));
         text.title = doc[2];
-        if (s > 0 && doc[3]) { li.appendChild(el("span", "rdx-from", year.systems[0] + " #" + doc[3])); }
         li.addEventListener("mouseenter", function () { highlight(doc[0], true); });
         li.addEventListener("mouseleave", function () { highlight(doc[0], false); });
         list.appendChild(li);
