@@ -56,7 +56,7 @@ def test_summary_keeps_only_the_first_line_of_each_docstring():
     tree = ast.parse(code)
     docstrings = [ast.get_docstring(n) for n in ast.walk(tree)
                   if isinstance(n, (ast.ClassDef, ast.FunctionDef)) and ast.get_docstring(n)]
-    assert docstrings[0] == "Base class: score the lists with the model, then apply the pure function ``loss_fn``."
+    assert docstrings[0] == "Base class: score the lists with the model, then apply the pure ``loss_fn``."
     assert all("\n" not in d for d in docstrings) and len(docstrings) == 2  # the class and compute()
     _, bare = source_block(losses.ListwiseLoss, docstring="none")
     assert '"""' not in bare and "def forward" in bare

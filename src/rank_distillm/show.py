@@ -104,7 +104,7 @@ class SourceCode:
                 '<div style="font-size: 0.8em; color: #555; margin-bottom: 0.2em; font-family: sans-serif">'
                 f"{html.escape(caption)}</div>"
                 f'<pre style="background: {background}; color: #000; padding: 0.6em 0.8em; margin: 0; '
-                "border-left: 3px solid #5a9; line-height: 1.35; overflow-x: auto; font-size: 0.85em; "
+                "border-left: 3px solid #5a9; line-height: 1.35; overflow-x: auto; font-size: 0.8em; "
                 f'white-space: pre">{highlight(code, PythonLexer(), formatter)}</pre></div>'
             )
         return "\n".join(parts)

@@ -41,9 +41,10 @@ BIBTEX = """
 """
 
 
-def adr_mse_loss(scores: Tensor, labels: Tensor, mask: Tensor | None = None, alpha: float = 1.0,
+def adr_mse_loss(scores: Tensor, labels: Tensor, mask: Tensor | None = None,
+                 alpha: float = 1.0,
                  ties: Literal["average", "first"] = "average") -> Tensor:
-    """ADR-MSE on a padded batch: squared error between ApproxRank and target rank, discounted."""
+    """ADR-MSE: squared error of ApproxRank against the target rank, discounted."""
     scores, labels, mask = prepare_batch(scores, labels, mask)
     approx = approximate_ranks(scores, mask, alpha)
     ranks = target_ranks(labels, mask, ties)

@@ -38,13 +38,15 @@ BIBTEX = """
 """
 
 
-def approx_ndcg_loss(scores: Tensor, labels: Tensor, mask: Tensor | None = None, alpha: float = 1.0,
-                     gain: Literal["exp2", "linear"] = "exp2", eps: float = 1e-10) -> Tensor:
-    """ApproxNDCG on a padded batch: 1 - nDCG with each document at its ApproxRank."""
+def approx_ndcg_loss(scores: Tensor, labels: Tensor, mask: Tensor | None = None,
+                     alpha: float = 1.0, gain: Literal["exp2", "linear"] = "exp2",
+                     eps: float = 1e-10) -> Tensor:
+    """ApproxNDCG: 1 - nDCG with each document at its ApproxRank."""
     if gain not in ("exp2", "linear"):
         raise ValueError(f"gain must be 'exp2' or 'linear', got {gain!r}")
     scores, labels, mask = prepare_batch(scores, labels, mask)
-    gains = 2.0 ** labels.clamp(min=0.0) - 1.0 if gain == "exp2" else labels.clamp(min=0.0)
+    positive = labels.clamp(min=0.0)
+    gains = 2.0**positive - 1.0 if gain == "exp2" else positive
     gains = torch.where(mask, gains, torch.zeros(()))
     approx = approximate_ranks(scores, mask, alpha)
     dcg = torch.where(mask, gains / torch.log2(1.0 + approx), torch.zeros(())).sum(-1)

@@ -34,8 +34,9 @@ BIBTEX = """
 """
 
 
-def infonce_loss(scores: Tensor, labels: Tensor, mask: Tensor | None = None, temperature: float = 1.0) -> Tensor:
-    """InfoNCE on a padded batch: cross-entropy of softmax(s / T) against the list's best-labelled documents."""
+def infonce_loss(scores: Tensor, labels: Tensor, mask: Tensor | None = None,
+                 temperature: float = 1.0) -> Tensor:
+    """InfoNCE: cross-entropy of softmax(s / T) against the best-labelled documents."""
     scores, labels, mask = prepare_batch(scores, labels, mask)
     best = labels.masked_fill(~mask, float("-inf")).max(-1, keepdim=True).values
     positives = mask & (labels == best)

@@ -49,9 +49,9 @@ BIBTEX = """
 """
 
 
-def lambda_weights(ranks: Tensor, labels: Tensor, mask: Tensor, weighting: str = "ndcg2++", mu: float = 10.0,
-                   k: int | None = None, eps: float = 1e-10) -> Tensor:
-    """``[B, L, L]``: the weight w_ij of each pair, from the student's ``ranks`` and the labels' gains."""
+def lambda_weights(ranks: Tensor, labels: Tensor, mask: Tensor, weighting: str = "ndcg2++",
+                   mu: float = 10.0, k: int | None = None, eps: float = 1e-10) -> Tensor:
+    """``[B, L, L]``: each pair's weight w_ij, from the student's ranks and the gains."""
     if weighting == "none":
         return torch.ones_like(ranks)[:, :, None]
     gains = torch.where(mask, 2.0 ** labels.clamp(min=0.0) - 1.0, torch.zeros(()))
@@ -61,23 +61,26 @@ def lambda_weights(ranks: Tensor, labels: Tensor, mask: Tensor, weighting: str =
     lambdarank = (inv_discount[:, :, None] - inv_discount[:, None, :]).abs() * gain_gap
     gap = (ranks[:, :, None] - ranks[:, None, :]).abs()
     delta = (1.0 / torch.log2(1.0 + gap) - 1.0 / torch.log2(2.0 + gap)).abs()
-    delta = torch.where(gap > 0, delta, torch.zeros(()))  # 1/log2(1) is inf on the diagonal
+    delta = torch.where(gap > 0, delta, torch.zeros(()))  # 1/log2(1) is inf for i = j
     ndcg2 = delta * gain_gap
-    return {"lambdarank": lambdarank, "ndcg2": ndcg2, "ndcg2++": mu * ndcg2 + lambdarank}[weighting]
+    weights = {"lambdarank": lambdarank, "ndcg2": ndcg2, "ndcg2++": mu * ndcg2 + lambdarank}
+    return weights[weighting]
 
 
 def lambda_loss(scores: Tensor, labels: Tensor, mask: Tensor | None = None,
-                weighting: Literal["none", "lambdarank", "ndcg2", "ndcg2++"] = "ndcg2++", mu: float = 10.0,
-                sigma: float = 1.0, k: int | None = None, reduction_log: Literal["natural", "binary"] = "binary",
+                weighting: Literal["none", "lambdarank", "ndcg2", "ndcg2++"] = "ndcg2++",
+                mu: float = 10.0, sigma: float = 1.0, k: int | None = None,
+                reduction_log: Literal["natural", "binary"] = "binary",
                 eps: float = 1e-10) -> Tensor:
-    """LambdaLoss on a padded batch: RankNet's pair losses, each weighted by :func:`lambda_weights`."""
+    """LambdaLoss: RankNet's pair losses, each weighted by :func:`lambda_weights`."""
     if weighting not in WEIGHTINGS:
         raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
     scores, labels, mask = prepare_batch(scores, labels, mask)
     pairs = ordered_pairs(scores, labels, mask, k)
     if not pairs.any():
         return zero_loss(scores)
-    weights = lambda_weights(predicted_ranks(scores, mask), labels, mask, weighting, mu, k, eps)
+    ranks = predicted_ranks(scores, mask)
+    weights = lambda_weights(ranks, labels, mask, weighting, mu, k, eps)
     return (weights * pair_logistic(scores, sigma, reduction_log))[pairs].mean()
 
 

@@ -35,19 +35,22 @@ BIBTEX = """
 
 
 def soft_cross_entropy(scores: Tensor, target: Tensor, mask: Tensor) -> Tensor:
-    """Per list: -sum_i t_i log softmax(s)_i over the real documents (a target distribution t)."""
+    """Per list: -sum_i t_i log softmax(s)_i over the real documents (t: a distribution)."""
     log_q = torch.log_softmax(scores.masked_fill(~mask, float("-inf")), dim=-1)
     return -torch.where(mask, target * log_q, torch.zeros(())).sum(-1)
 
 
-def listnet_loss(scores: Tensor, labels: Tensor, mask: Tensor | None = None, kl: bool = False) -> Tensor:
-    """ListNet on a padded batch: cross-entropy (or, with ``kl``, KL divergence) of softmax(y) to softmax(s)."""
+def listnet_loss(scores: Tensor, labels: Tensor, mask: Tensor | None = None,
+                 kl: bool = False) -> Tensor:
+    """ListNet: cross-entropy (``kl``: KL divergence) of softmax(s) to softmax(y)."""
     scores, labels, mask = prepare_batch(scores, labels, mask)
-    target = torch.softmax(labels.masked_fill(~mask, float("-inf")), dim=-1)
+    padded = labels.masked_fill(~mask, float("-inf"))
+    target = torch.softmax(padded, dim=-1)
     per_list = soft_cross_entropy(scores, target, mask)
     if kl:  # minus the entropy of the target
-        log_p = torch.log_softmax(labels.masked_fill(~mask, float("-inf")), dim=-1)
-        per_list = per_list + torch.where(mask & (target > 0), target * log_p, torch.zeros(())).sum(-1)
+        log_p = torch.log_softmax(padded, dim=-1)
+        neg_entropy = torch.where(mask & (target > 0), target * log_p, torch.zeros(()))
+        per_list = per_list + neg_entropy.sum(-1)
     return per_list.mean()
 
 

@@ -41,12 +41,14 @@ BIBTEX = """
 """
 
 
-def ordered_pairs(scores: Tensor, labels: Tensor, mask: Tensor, k: int | None = None) -> Tensor:
-    """``[B, L, L]``: True where document i should rank above document j (y_i > y_j, both real).
+def ordered_pairs(scores: Tensor, labels: Tensor, mask: Tensor,
+                  k: int | None = None) -> Tensor:
+    """``[B, L, L]``: True where document i should rank above j (y_i > y_j, both real).
 
     With ``k``, only pairs where i or j is in the student's top ``k``.
     """
-    pairs = (labels[:, :, None] > labels[:, None, :]) & mask[:, :, None] & mask[:, None, :]
+    both = mask[:, :, None] & mask[:, None, :]
+    pairs = (labels[:, :, None] > labels[:, None, :]) & both
     if k is not None:
         top = predicted_ranks(scores, mask) <= k
         pairs &= top[:, :, None] | top[:, None, :]
@@ -60,9 +62,10 @@ def pair_logistic(scores: Tensor, sigma: float = 1.0,
     return losses / math.log(2) if reduction_log == "binary" else losses
 
 
-def ranknet_loss(scores: Tensor, labels: Tensor, mask: Tensor | None = None, sigma: float = 1.0,
-                 k: int | None = None, reduction_log: Literal["natural", "binary"] = "binary") -> Tensor:
-    """RankNet on a padded batch: the mean logistic loss over the pairs the labels order."""
+def ranknet_loss(scores: Tensor, labels: Tensor, mask: Tensor | None = None,
+                 sigma: float = 1.0, k: int | None = None,
+                 reduction_log: Literal["natural", "binary"] = "binary") -> Tensor:
+    """RankNet: the mean logistic loss over the pairs that the labels order."""
     scores, labels, mask = prepare_batch(scores, labels, mask)
     pairs = ordered_pairs(scores, labels, mask, k)
     if not pairs.any():
@@ -71,12 +74,13 @@ def ranknet_loss(scores: Tensor, labels: Tensor, mask: Tensor | None = None, sig
 
 
 class RankNetLoss(ListwiseLoss):
-    """RankNet (:func:`ranknet_loss`) for ``CrossEncoderTrainer``; arguments as the library's ``RankNetLoss``."""
+    """RankNet (:func:`ranknet_loss`); arguments as the library's ``RankNetLoss``."""
 
     loss_fn = staticmethod(ranknet_loss)
     config_keys = ("k", "sigma", "reduction_log")
     bibtex = BIBTEX
 
-    def __init__(self, model, k=None, sigma=1.0, reduction_log="binary", activation_fn=nn.Identity(),
-                 mini_batch_size=None) -> None:
-        super().__init__(model, activation_fn, mini_batch_size, k=k, sigma=sigma, reduction_log=reduction_log)
+    def __init__(self, model, k=None, sigma=1.0, reduction_log="binary",
+                 activation_fn=nn.Identity(), mini_batch_size=None) -> None:
+        super().__init__(model, activation_fn, mini_batch_size, k=k, sigma=sigma,
+                         reduction_log=reduction_log)

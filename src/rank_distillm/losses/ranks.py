@@ -60,7 +60,8 @@ def approximate_ranks(scores: Tensor, mask: Tensor, alpha: float = 1.0) -> Tenso
     ``alpha`` sharpens the sigmoid towards the hard rank.
     """
     diffs = scores[:, None, :] - scores[:, :, None]  # [b, i, j] = s_j - s_i
-    others = mask[:, None, :] & ~torch.eye(scores.shape[-1], dtype=torch.bool, device=scores.device)
+    eye = torch.eye(scores.shape[-1], dtype=torch.bool, device=scores.device)
+    others = mask[:, None, :] & ~eye
     return 1.0 + (torch.sigmoid(alpha * diffs) * others).sum(-1)
 
 
