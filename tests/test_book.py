@@ -91,19 +91,6 @@ def test_page_renders(server, page, tmp_path):
     assert result.returncode == 0 and shot.exists() and shot.stat().st_size > 10_000, result.stderr[-2000:]
 
 
-@pytest.mark.parametrize("page", CHAPTERS, ids=[Path(p).name for p in CHAPTERS])
-def test_chapter_has_executed_outputs_and_figures(page):
-    html = (HTML / f"{page}.html").read_text(encoding="utf-8")
-    assert "cell_output" in html, f"{page}: no executed output"
-    figures = re.findall(r'<img[^>]+src="([^"]+\.png)"', html)
-    assert figures, f"{page}: no figure"
-    for src in figures:
-        assert (HTML / Path(page).parent / src).resolve().exists(), f"{page}: missing image {src}"
-    # an empty result: a table without rows, or a figure without data
-    assert "Empty DataFrame" not in html, f"{page}: an empty table"
-    assert "&lt;Figure size" not in html, f"{page}: a figure object printed instead of drawn"
-
-
 # --- In a scripted browser: offline mathematics, no outside requests, the ranking explorer ---------------
 
 
@@ -182,3 +169,16 @@ def test_ranking_explorer_shows_the_selected_query(server, browser, page):
         assert qid in heading and query in heading, f"{page}: heading {heading!r} is not query {qid}"
     finally:
         tab.close()
+
+
+@pytest.mark.parametrize("page", CHAPTERS, ids=[Path(p).name for p in CHAPTERS])
+def test_chapter_has_executed_outputs_and_figures(page):
+    html = (HTML / f"{page}.html").read_text(encoding="utf-8")
+    assert "cell_output" in html, f"{page}: no executed output"
+    figures = re.findall(r'<img[^>]+src="([^"]+\.png)"', html)
+    assert figures, f"{page}: no figure"
+    for src in figures:
+        assert (HTML / Path(page).parent / src).resolve().exists(), f"{page}: missing image {src}"
+    # an empty result: a table without rows, or a figure without data
+    assert "Empty DataFrame" not in html, f"{page}: an empty table"
+    assert "&lt;Figure size" not in html, f"{page}: a figure object printed instead of drawn"
