@@ -4,6 +4,11 @@ Run after a book build (``make book``, or the smoke build that ``make test`` mak
 serves the HTML folder on localhost, opens each page in headless Chromium (Debian's
 ``chromium`` package), saves a screenshot per page and checks the rendered DOM.
 The folder is ``$BOOK_HTML`` or ``_build/html``.
+
+A second set of checks drives the same Chromium through Playwright: every page requests
+nothing outside the built folder (MathJax ships with the book), every formula is typeset
+(no raw ``\(``/``\[`` TeX in the text), and the ranking explorer changes what it shows
+when another query is selected.
 """
 
 from __future__ import annotations
@@ -84,6 +89,86 @@ def test_page_renders(server, page, tmp_path):
     shot = SHOTS / f"{Path(page).name}.png"
     result = _chromium(tmp_path, "--window-size=1280,10000", f"--screenshot={shot}", url)
     assert result.returncode == 0 and shot.exists() and shot.stat().st_size > 10_000, result.stderr[-2000:]
+
+
+# --- In a scripted browser: offline mathematics, no outside requests, the ranking explorer ---------------
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium (Debian's) driven through Playwright; no browser download."""
+    from playwright.sync_api import sync_playwright
+
+    if CHROMIUM is None:
+        pytest.fail("Chromium is not installed: apt-get install chromium")
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        yield chromium
+        chromium.close()
+
+
+def _open(browser, url: str):
+    """``(page, requests, errors)``: the page once its mathematics is typeset, every URL it
+    requested, and the JavaScript errors it raised."""
+    page = browser.new_page()
+    requests: list[str] = []
+    errors: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(url, wait_until="load", timeout=60_000)
+    page.evaluate("() => (window.MathJax && MathJax.startup && MathJax.startup.promise) ? "
+                  "MathJax.startup.promise.then(() => true) : true")
+    return page, requests, errors
+
+
+# Text outside code, with typeset formulas taken out: any TeX delimiter left there is a formula shown raw.
+_PROSE_TEXT = """() => {
+    const body = document.body.cloneNode(true);
+    body.querySelectorAll('pre, code, script, style, textarea, mjx-container, .highlight').forEach(e => e.remove());
+    return body.textContent;
+}"""
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[Path(p).name for p in PAGES])
+def test_page_is_self_contained_and_typesets_its_math(server, browser, page):
+    tab, requests, _ = _open(browser, f"{server}/{page}.html")
+    try:
+        outside = [u for u in requests if not u.startswith(f"{server}/") and not u.startswith(("data:", "blob:"))]
+        assert not outside, f"{page}: requests outside the built book: {outside}"
+        math = tab.evaluate("() => [...document.querySelectorAll('.math')].map(e => [e.textContent.slice(0, 60), "
+                            "!!e.querySelector('mjx-container')])")
+        raw = [text for text, typeset in math if not typeset]
+        assert not raw, f"{page}: {len(raw)} of {len(math)} formulas not typeset, e.g. {raw[:3]}"
+        prose = tab.evaluate(_PROSE_TEXT)
+        for delimiter in ("\\(", "\\[", "$$"):
+            at = prose.find(delimiter)
+            assert at < 0, f"{page}: raw TeX shown: ...{prose[max(0, at - 60): at + 60]!r}..."
+    finally:
+        tab.close()
+
+
+EXPLORER_PAGES = ["book/results", "notebooks/06_effectiveness"]
+
+
+@pytest.mark.parametrize("page", EXPLORER_PAGES, ids=[Path(p).name for p in EXPLORER_PAGES])
+def test_ranking_explorer_shows_the_selected_query(server, browser, page):
+    tab, _, _ = _open(browser, f"{server}/{page}.html")  # (every page has sphinx-thebe's THEBE_JS_URL error)
+    try:
+        explorer = tab.locator(".rdx")
+        assert explorer.count() == 1, f"{page}: expected one ranking explorer, found {explorer.count()}"
+        options = explorer.locator("select option")
+        assert options.count() >= 2, f"{page}: the explorer lists {options.count()} queries"
+        columns = explorer.locator(".rdx-col")
+        assert columns.count() >= 2 and explorer.locator(".rdx-col li").count() > 0, f"{page}: nothing shown"
+        shown = explorer.locator(".rdx-cols").inner_text()
+        last = options.nth(options.count() - 1)
+        qid, query = last.text_content().split(": ", 1)
+        explorer.locator("select").select_option(last.get_attribute("value"))
+        assert explorer.locator(".rdx-cols").inner_text() != shown, f"{page}: selecting a query changed nothing"
+        heading = explorer.locator(".rdx-query").inner_text()
+        assert qid in heading and query in heading, f"{page}: heading {heading!r} is not query {qid}"
+    finally:
+        tab.close()
 
 
 @pytest.mark.parametrize("page", CHAPTERS, ids=[Path(p).name for p in CHAPTERS])

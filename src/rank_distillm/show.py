@@ -1,0 +1,138 @@
+"""Show the package's own code in a chapter: a function's or class's source, highlighted.
+
+A chapter teaches an implementation by showing it, as d2l.ai does, but the code lives in
+one place, the package, so the page can never drift from what runs::
+
+    from rank_distillm.show import show_source
+    show_source(losses.ranknet_loss)
+
+reads the source of the *installed* package at run time (:func:`inspect.getsource`),
+highlights it with Pygments and returns an object that notebooks display as HTML with
+inline styles. The HTML lands in the code cell's output, so it shows the same in Jupyter,
+in Colab and in the static pages of the rendered book (a MyST directive in a markdown
+cell would not render in Colab). A caption names the object, its file and line numbers.
+
+Docstrings are usually long (formulas, references) and the chapter's prose already says
+what they say, so by default only their first line is shown (``docstring="summary"``);
+``"full"`` keeps them, ``"none"`` drops them. Nothing else is changed.
+"""
+
+from __future__ import annotations
+
+import ast
+import html
+import inspect
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+Docstring = Literal["full", "summary", "none"]
+
+STYLE = "default"  # a Pygments style; its colours are written inline, so no stylesheet is needed
+
+
+def _docstring_spans(tree: ast.AST) -> list[tuple[int, int, ast.AST]]:
+    """(first line, last line, node) of every docstring in ``tree``, 1-based and inclusive."""
+    spans = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                    and isinstance(body[0].value.value, str):
+                spans.append((body[0].lineno, body[0].end_lineno, node))
+    return spans
+
+
+def trim_docstrings(code: str, docstring: Docstring = "summary") -> str:
+    """``code`` with each docstring kept (``"full"``), cut to its first line (``"summary"``) or dropped."""
+    if docstring == "full":
+        return code
+    if docstring not in ("summary", "none"):
+        raise ValueError(f"docstring must be 'full', 'summary' or 'none', got {docstring!r}")
+    lines = code.splitlines()
+    for first, last, node in sorted(_docstring_spans(ast.parse(code)), key=lambda s: s[0], reverse=True):
+        indent = lines[first - 1][: len(lines[first - 1]) - len(lines[first - 1].lstrip())]
+        summary = (ast.get_docstring(node) or "").strip().splitlines()
+        keep = []
+        if docstring == "summary" and summary:
+            prefix = "r" if "\\" in summary[0] else ""
+            keep = [f'{indent}{prefix}"""{summary[0].replace(chr(34) * 3, chr(39) * 3)}"""']
+        if docstring == "none" and len(node.body) == 1:  # a body of only a docstring must keep a statement
+            keep = [f"{indent}..."]
+        lines[first - 1 : last] = keep
+    return "\n".join(lines) + "\n"
+
+
+def _display_path(path: Path, module: str) -> str:
+    """``rank_distillm/losses/ranknet.py``: the file below the folder that holds its top-level package."""
+    top = module.split(".")[0]
+    parts = path.parts
+    if top in parts:
+        index = len(parts) - 1 - parts[::-1].index(top)
+        return "/".join(parts[index:])
+    return path.name
+
+
+@dataclass
+class SourceCode:
+    """The source of one or more objects; displays as highlighted HTML, prints as plain text."""
+
+    blocks: list[tuple[str, str]]  # (caption, code)
+
+    def __str__(self) -> str:
+        return "\n".join(f"# {caption}\n{code}" for caption, code in self.blocks)
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def _repr_pretty_(self, printer, cycle) -> None:
+        printer.text(str(self))
+
+    def _repr_html_(self) -> str:
+        from pygments import highlight
+        from pygments.formatters import HtmlFormatter
+        from pygments.lexers import PythonLexer
+        from pygments.styles import get_style_by_name
+
+        background = get_style_by_name(STYLE).background_color
+        formatter = HtmlFormatter(style=STYLE, noclasses=True, nowrap=True)
+        parts = []
+        for caption, code in self.blocks:
+            parts.append(
+                '<div class="rank-distillm-source" style="margin: 0.3em 0 0.8em 0">'
+                '<div style="font-size: 0.8em; color: #555; margin-bottom: 0.2em; font-family: sans-serif">'
+                f"{html.escape(caption)}</div>"
+                f'<pre style="background: {background}; color: #000; padding: 0.6em 0.8em; margin: 0; '
+                "border-left: 3px solid #5a9; line-height: 1.35; overflow-x: auto; font-size: 0.8em; "
+                f'white-space: pre">{highlight(code, PythonLexer(), formatter)}</pre></div>'
+            )
+        return "\n".join(parts)
+
+
+def source_block(obj, docstring: Docstring = "summary") -> tuple[str, str]:
+    """``(caption, code)`` for a function, class, method or module of any installed package."""
+    target = inspect.unwrap(obj)
+    if isinstance(target, (staticmethod, classmethod)):
+        target = target.__func__
+    try:
+        lines, first = inspect.getsourcelines(target)
+    except (OSError, TypeError) as error:
+        raise TypeError(f"no Python source for {obj!r}: {error}") from error
+    code = trim_docstrings(textwrap.dedent("".join(lines)), docstring)
+    module = getattr(target, "__module__", None) or getattr(target, "__name__", "")
+    name = getattr(target, "__qualname__", None)
+    where = _display_path(Path(inspect.getsourcefile(target) or "?"), module)
+    first = max(first, 1)
+    caption = f"{module}.{name}" if name and not inspect.ismodule(target) else module
+    return f"{caption}  ({where}, lines {first}-{first + len(lines) - 1})", code
+
+
+def show_source(*objects, docstring: Docstring = "summary") -> SourceCode:
+    """The highlighted source of ``objects`` (functions, classes, methods, modules), for a cell's output.
+
+    Make it the last expression of a code cell (or pass it to ``IPython.display.display``).
+    """
+    if not objects:
+        raise TypeError("show_source needs at least one function, class or module")
+    return SourceCode([source_block(obj, docstring) for obj in objects])
