@@ -20,7 +20,7 @@ from .analysis import query_costs, rank_shifts, window_costs
 from .cli import profile_candidates
 from .log import WindowLog, read_log
 from .prompts import RANKGPT, RANKVICUNA, RANKZEPHYR, TEMPLATES, PromptTemplate, get_template, render_fixed
-from .windows import TeacherResult, parse_permutation, sliding_window_rerank, was_repaired, window_schedule
+from .windows import TeacherResult, parse_permutation, sliding_window_rerank, was_repaired, window_schedule, windows_per_query
 
 __all__ = [
     "Answer", "Backend", "ReplayBackend", "Request", "TransformersBackend", "VLLMBackend", "live_backend", "make_backend",
@@ -28,5 +28,5 @@ __all__ = [
     "query_costs", "rank_shifts", "window_costs",
     "WindowLog", "read_log",
     "RANKGPT", "RANKVICUNA", "RANKZEPHYR", "TEMPLATES", "PromptTemplate", "get_template", "render_fixed",
-    "TeacherResult", "parse_permutation", "sliding_window_rerank", "was_repaired", "window_schedule",
+    "TeacherResult", "parse_permutation", "sliding_window_rerank", "was_repaired", "window_schedule", "windows_per_query",
 ]
