@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from . import data, models, sampling
-from .devices import use_bf16
+from .devices import default_device, use_bf16
 from .student import build_student, load_student
 
 STAGE1_SOURCES = ("none", "graded", "relevance", "triples")
@@ -250,9 +250,7 @@ def train_stage(
     steps_per_epoch = math.ceil(len(train_ds) / (cfg["queries_per_batch"] * cfg["gradient_accumulation_steps"]))
     total_steps = steps_per_epoch * stage["epochs"]
     use_eval = evaluator is not None
-    import torch
-
-    on_cpu = not torch.cuda.is_available()
+    on_cpu = default_device() == "cpu"
     bf16 = use_bf16(cfg["bf16"])
     args = CrossEncoderTrainingArguments(
         output_dir=str(out_dir),
