@@ -27,7 +27,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pandas as pd  # noqa: E402
 
-from rank_distillm import cost_model, efficiency  # noqa: E402
+from rank_distillm import cost_model, efficiency, scaling  # noqa: E402
 from rank_distillm.profiles import load_profile  # noqa: E402
 
 
@@ -62,8 +62,10 @@ def main(argv=None) -> int:
           f"{efficiency.PAPER_SPEEDUP:.0f}x faster, {efficiency.PAPER_MEMORY_RATIO:.0f}x less memory")
 
     S = cost_model.SHAPES
-    print("\n== cost model, top-100 (FLOP ratio = a floor for the speed-up; time ratio = A100 roofline)")
-    rows = [cost_model.compare(S[s], S[t]) for s, t in [
+    settings = load_profile(args.profile)["scaling"]
+    roofline = scaling.roofline(settings, settings["gpu"], decode_batch=1)  # one query's latency
+    print(f"\n== cost model, top-100 (FLOP ratio = a floor for the speed-up; time ratio = roofline: {roofline.describe()})")
+    rows = [cost_model.compare(S[s], S[t], cost_model.Workload(), roofline) for s, t in [
         ("MiniLM-L6 (all-MiniLM-L6-v2)", "SmolLM2-135M"), ("ELECTRA-base", "RankZephyr-7B (Mistral-7B)"),
         ("MiniLM-L6 (all-MiniLM-L6-v2)", "RankZephyr-7B (Mistral-7B)"),
         ("ELECTRA-large", "70B-class LLM (RankGPT-size stand-in)")]]

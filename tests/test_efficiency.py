@@ -12,8 +12,11 @@ import numpy as np
 import pytest
 
 from rank_distillm import cost_model as cm
+from rank_distillm import devices
 from rank_distillm import efficiency as eff
 from rank_distillm.data import Candidates, DataError
+from rank_distillm.efficiency import report, student_runtimes
+from rank_distillm.teacher.backends import ranking_tokens
 from tests.test_teacher import FakeVLLM
 
 # --------------------------------------------------------------------------- fixtures
@@ -77,24 +80,55 @@ def _teacher_spec(path):
 
 
 def test_peak_rss_sees_an_allocation_and_resets():
-    before = eff.peak_rss_mb()
+    assert devices.reset_peak_rss()
+    assert devices.peak_rss_mb() < devices.rss_mb() + 30  # the peak starts again from what is resident now
+    before = devices.rss_mb()
     block = np.ones(64 * 2**20 // 8)  # 64 MiB, touched
-    assert eff.peak_rss_mb() >= before + 60 or eff.peak_rss_mb() >= eff.rss_mb() >= 60
+    assert devices.rss_mb() >= before + 60  # the block is resident ...
     del block
-    assert eff.reset_peak_rss()
-    assert eff.peak_rss_mb() < eff.rss_mb() + 30  # the 64 MiB block no longer counts
+    assert devices.rss_mb() < before + 30  # ... and freed (numpy hands a block this large back to the system)
+    assert devices.peak_rss_mb() >= before + 60  # the peak still holds it
+    assert devices.reset_peak_rss()
+    assert devices.peak_rss_mb() < before + 30  # after a reset it no longer counts
+
+
+def test_memory_meter_on_the_cpu_sees_what_ran_between_start_and_stop():
+    meter = devices.MemoryMeter("cpu")
+    meter.start()
+    base = devices.rss_mb()
+    block = np.ones(48 * 2**20 // 8)
+    del block
+    assert meter.stop() >= base + 45 and meter.what == "peak RSS (VmHWM)"
+    meter.start()
+    assert meter.stop() < base + 30
 
 
 # --------------------------------------------------------------------------- cost model
 
 
-def test_windows_match_the_teachers_schedule():
-    from rank_distillm.teacher import window_schedule
+def test_windows_per_query_matches_the_closed_form():
+    """The teacher's schedule, counted, against ``ceil((k - w) / s) + 1`` (one window up to ``w``, none for one passage)."""
+    from rank_distillm.teacher import windows_per_query
 
-    for depth in (2, 10, 20, 21, 30, 50, 95, 100):
+    for depth in (1, 2, 10, 20, 21, 30, 50, 95, 100):
         for window, stride in ((20, 10), (10, 5), (4, 2)):
-            assert cm.windows(depth, window, stride) == len(window_schedule(depth, window, stride, depth)), (depth, window, stride)
-    assert cm.windows(100) == 9 and cm.windows(20) == 1 and cm.windows(1) == 0
+            closed = 0 if depth < 2 else 1 if depth <= window else math.ceil((depth - window) / stride) + 1
+            assert windows_per_query(depth, window, stride) == closed, (depth, window, stride)
+            assert cm.Workload(depth=depth, window=window, stride=stride).windows == closed
+
+
+def test_workload_from_measured_tokens_round_trips():
+    """What a teacher run measured (tokens per window) is what the workload built from it gives back."""
+    measured = {"depth": 50, "windows": 4, "prompt_tokens": 4 * 1832.0, "generated_tokens": 4 * 81.0}
+    w = cm.Workload.from_measurement(measured, depth=100)
+    assert (w.depth, w.window, w.stride, w.windows) == (100, 20, 10, 9)
+    prompt, generated = cm.llm_window_tokens(w)
+    assert prompt == pytest.approx(1832.0) and generated == 81
+    assert w.passage_tokens == pytest.approx((1832 - 150 - 2 * 10) / 20 - 4)
+    shallow = cm.Workload.from_measurement({"depth": 10, "windows": 1, "prompt_tokens": 700.0, "generated_tokens": 41.0})
+    assert cm.llm_window_tokens(shallow, 10) == (pytest.approx(700.0), 41)  # a window of 10 passages
+    with pytest.raises(ValueError, match="no tokens for its 20 passages"):
+        cm.Workload.from_window_tokens(100, 10, 20)
 
 
 def test_encoder_flops_by_hand():
@@ -124,6 +158,42 @@ def test_llm_flops_by_hand():
     assert cost["generated_tokens"] == 80
 
 
+def test_roofline_by_hand():
+    """One window, its phases timed by hand: prefill compute bound, decoding memory bound, batch shares the weights."""
+    s = cm.ModelShape("toy", params=1000, embedding_params=200, layers=2, hidden=8, intermediate=16, heads=2,
+                      kv_dim=4, vocab=10, bytes_per_param=2)
+    w = cm.Workload(depth=20, query_tokens=2, passage_tokens=5, window=20, prompt_overhead_tokens=10, id_tokens=1,
+                    generated_tokens_per_id=2)
+    cost = cm.llm_cost(s, w)
+    prompt, generated = 134, 40
+    prefill_flops = prompt * (1600 + 2 * 2 * (prompt / 2) * 8)
+    decode_flops = generated * (1600 + 2 * 2 * (prompt + generated / 2) * 8) + generated * 2 * 10 * 8
+    kv_read = generated * 2 * 2 * 4 * 2 * (prompt + generated) / 2  # on average half the answer beyond the prompt
+    gpu = cm.Hardware("X", flops_per_s=1e6, bytes_per_s=1e5)
+    for batch in (1, 4):
+        r = cm.Roofline(gpu, utilisation=0.5, decode_batch=batch)
+        prefill = max(prefill_flops / 5e5, 2000 / 5e4)
+        decode = max(decode_flops / 5e5, (kv_read + generated * 2000 / batch) / 5e4)
+        assert r.seconds(cost) == pytest.approx(prefill + decode)
+    assert cm.Hardware.from_datasheet({"name": "A100", "bf16_tflops": 312, "memory_bandwidth_gbs": 2039}) == \
+        cm.Hardware("A100", 312e12, 2039e9)
+    with pytest.raises(ValueError, match="utilisation"):
+        cm.Roofline(gpu, utilisation=0)
+
+
+def test_rankzephyr_decoding_at_batch_one_reads_the_weights_once_a_token():
+    """A published-figure check: a 7B model in bf16 on an A100 (2,039 GB/s) decodes at most ~140 tokens/s alone."""
+    zephyr = cm.SHAPES["RankZephyr-7B (Mistral-7B)"]
+    a100 = cm.Hardware.from_datasheet({"name": "A100", "bf16_tflops": 312, "memory_bandwidth_gbs": 2039})
+    w = cm.Workload()
+    cost = cm.llm_cost(zephyr, w)
+    decode = next(p for p in cost["phases"] if p["name"] == "decode")
+    tokens = cost["generated_tokens"]
+    seconds = cm.Roofline(a100, utilisation=1.0).seconds({**cost, "phases": [decode]})
+    assert tokens / seconds == pytest.approx(2039e9 / (zephyr.params * 2), rel=0.05)  # ~141 tokens/s
+    assert 130 < tokens / seconds < 141
+
+
 def test_shapes_match_real_configs(minilm_path):
     import torch
     from transformers import AutoConfig, AutoModel, MistralConfig, MistralForCausalLM
@@ -139,8 +209,9 @@ def test_shapes_match_real_configs(minilm_path):
 
 
 def test_compare_ratios_are_consistent_and_grow_with_the_teacher():
-    small = cm.compare(cm.SHAPES["ELECTRA-base"], cm.SHAPES["SmolLM2-135M"])
-    big = cm.compare(cm.SHAPES["ELECTRA-base"], cm.SHAPES["RankZephyr-7B (Mistral-7B)"])
+    roofline = cm.Roofline(cm.Hardware("A100", 312e12, 2039e9), utilisation=0.4)
+    small = cm.compare(cm.SHAPES["ELECTRA-base"], cm.SHAPES["SmolLM2-135M"], cm.Workload(), roofline)
+    big = cm.compare(cm.SHAPES["ELECTRA-base"], cm.SHAPES["RankZephyr-7B (Mistral-7B)"], cm.Workload(), roofline)
     for r in (small, big):
         assert r["flops_ratio"] == pytest.approx(r["teacher_GFLOPs"] / r["student_GFLOPs"])
         assert r["memory_ratio"] == pytest.approx(r["teacher_memory_MB"] / r["student_memory_MB"])
@@ -169,11 +240,11 @@ def test_teacher_measure_counts_windows_and_forced_tokens(tiny_teacher):
     spec = _teacher_spec(tiny_teacher)
     cands = _candidates(1)
     result = eff.measure("teacher", spec, cands, [10, 20], repeats=1, warmup=0)
-    backend = eff.load_teacher(spec)
+    backend = eff.load_teacher(spec).backend
     by_depth = {r["depth"]: r for r in result["rows"]}
-    assert by_depth[10]["windows"] == cm.windows(10, 10, 5) == 1
-    assert by_depth[20]["windows"] == cm.windows(20, 10, 5) == 3
-    full = eff.ranking_tokens(backend.tokenizer, 10)
+    assert by_depth[10]["windows"] == 1
+    assert by_depth[20]["windows"] == 3  # 10-20, 5-15, 0-10
+    full = ranking_tokens(backend.tokenizer, 10)
     assert full >= 10 * 3  # "[1] > [2] > ..." is several tokens per id
     assert by_depth[20]["generated_tokens"] == 3 * full  # forced: a full ranking per window
     assert by_depth[20]["prompt_tokens"] > 2 * by_depth[10]["prompt_tokens"]
@@ -231,10 +302,10 @@ def test_vllm_teacher_with_a_fake_engine(tiny_teacher):
     model, rows = result["model"], {r["depth"]: r for r in result["rows"]}
     assert model["backend"] == "vllm" and {r["backend"] for r in result["rows"]} == {"vllm"}
     assert len(fake.calls) == 1 + 3  # one engine call per window: 1 window at depth 10, 3 at depth 20
-    full = eff.ranking_tokens(eff.load_teacher(spec, "transformers").tokenizer, 10)
+    full = ranking_tokens(eff.load_teacher(spec, "transformers").backend.tokenizer, 10)
     for _, n, params in fake.calls:
         assert n == 1 and params.temperature == 0 and params.max_tokens == params.min_tokens == full
-        assert params.ignore_eos
+        assert params.detokenize is False  # the backend decodes the answer itself
     for r in ref["rows"]:  # the same windows and forced answers; the same prompt, token for token, for one window
         # (later windows hold the passages that the earlier answers put on top, and the two answer differently)
         assert rows[r["depth"]]["windows"] == r["windows"]
@@ -243,7 +314,9 @@ def test_vllm_teacher_with_a_fake_engine(tiny_teacher):
     # memory: weights + the KV cache of the longest window, not what the engine reserves
     assert model["params"] == ref["model"]["params"]
     assert model["weights_mb"] == pytest.approx(model["params"] * 4 / 2**20)  # float32 on this CPU
-    cfg = eff.load_vllm_teacher(spec, fake).config
+    from transformers import AutoConfig
+
+    cfg = AutoConfig.from_pretrained(tiny_teacher)
     per_token = 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * (cfg.hidden_size // cfg.num_attention_heads) * 4
     longest = max(r["max_window_tokens"] for r in result["rows"])
     assert model["kv_cache_mb"] == pytest.approx(math.ceil(longest / 16) * 16 * per_token / 2**20)
@@ -267,7 +340,9 @@ def test_vllm_engine_of_the_gpu_profile_offline(tmp_path, monkeypatch, data_dir)
             Engine.made.append(self)
 
     fake = types.ModuleType("vllm")
-    fake.LLM, fake.SamplingParams = Engine, eff.ForcedSampling
+    from rank_distillm.teacher.backends import _GreedySampling
+
+    fake.LLM, fake.SamplingParams = Engine, _GreedySampling
     monkeypatch.setitem(sys.modules, "vllm", fake)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("RANK_DISTILLM_CACHE", str(tmp_path))
@@ -281,7 +356,7 @@ def test_vllm_engine_of_the_gpu_profile_offline(tmp_path, monkeypatch, data_dir)
     assert engine.kwargs["dtype"] == "bfloat16" and engine.kwargs["max_model_len"] == 4096
     assert engine.kwargs["gpu_memory_utilization"] == 0.9 and engine.kwargs["enable_prefix_caching"] is False
     (_, _, params), = engine.calls
-    assert params.detokenize is False and params.ignore_eos and params.min_tokens == params.max_tokens > 10
+    assert params.detokenize is False and params.min_tokens == params.max_tokens > 10
     model = result["model"]
     assert model["params"] == pytest.approx(cm.SHAPES["RankZephyr-7B (Mistral-7B)"].params, rel=0.005)
     assert model["weights_mb"] == pytest.approx(model["params"] * 2 / 2**20)  # bf16
@@ -337,14 +412,14 @@ def test_an_interrupted_benchmark_resumes_where_it_stopped(tiny_student, tiny_te
     P = _tiny_profile(tiny_student, tiny_teacher)
     full_file, rows_file = tmp_path / "full.jsonl", tmp_path / "rows.jsonl"
     calls = []
-    monkeypatch.setattr(eff, "measure_in_subprocess", _in_process(calls))
+    monkeypatch.setattr(report, "measure_in_subprocess", _in_process(calls))
     full = eff.run_bench(P, out=full_file, log=lambda m: None)
     full_keys = [eff.bench_key(r) for r in eff.read_bench_rows(full_file)]
     assert len(full_keys) == 3 + 1 and calls == [("student", [5, 10, 20]), ("teacher", [10])]
 
     # interrupted after two rows (the student at depths 5 and 10), in the middle of writing the third
     calls.clear()
-    monkeypatch.setattr(eff, "measure_in_subprocess", _in_process(calls, stop_after=2))
+    monkeypatch.setattr(report, "measure_in_subprocess", _in_process(calls, stop_after=2))
     with pytest.raises(Interrupted):
         eff.run_bench(P, out=rows_file)
     with open(rows_file, "a") as f:
@@ -352,7 +427,7 @@ def test_an_interrupted_benchmark_resumes_where_it_stopped(tiny_student, tiny_te
     assert len(eff.read_bench_rows(rows_file, repair_tail=False)) == 2
 
     calls.clear()
-    monkeypatch.setattr(eff, "measure_in_subprocess", _in_process(calls))
+    monkeypatch.setattr(report, "measure_in_subprocess", _in_process(calls))
     resumed = eff.run_bench(P, out=rows_file, log=lambda m: None)
     assert calls == [("student", [20]), ("teacher", [10])]  # only what was missing
     text = rows_file.read_text()
@@ -380,7 +455,7 @@ def test_a_damaged_rows_file_is_an_error_naming_file_and_line(tiny_student, tiny
             "model": {}, "rows": []}
     rows_file = tmp_path / "rows.jsonl"
     rows_file.write_text(json.dumps(good) + "\n{not json\n" + json.dumps({**good, "depth": 10}) + "\n")
-    monkeypatch.setattr(eff, "measure_in_subprocess", lambda *a, **k: pytest.fail("measured despite a damaged file"))
+    monkeypatch.setattr(report, "measure_in_subprocess", lambda *a, **k: pytest.fail("measured despite a damaged file"))
     with pytest.raises(DataError, match=r"rows.jsonl line 2: not valid JSON"):
         eff.run_bench(P, out=rows_file)
     rows_file.write_text(json.dumps(good) + "\n" + json.dumps({**good, "depth": 10}) + "\n" + json.dumps(good) + "\n")
@@ -413,8 +488,8 @@ def test_offline_hub_student_is_built_from_its_config(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("RANK_DISTILLM_CACHE", str(tmp_path))
     spec = {"model": "google/electra-base-discriminator", "from_config": "electra-base", "max_length": 32, "device": "cpu"}
-    assert eff._use_config(spec) and not eff._use_config({**spec, "from_config": None})
-    model = eff.load_student(spec)
+    assert eff.use_config(spec) and not eff.use_config({**spec, "from_config": None})
+    model = eff.load_cross_encoder(spec)
     assert model.model.config.model_type == "electra"
     assert eff.count_parameters(model) == pytest.approx(cm.SHAPES["ELECTRA-base"].params, rel=0.01)
     assert model.predict([("a query", "a passage")]).shape == (1,)
@@ -423,8 +498,12 @@ def test_offline_hub_student_is_built_from_its_config(tmp_path, monkeypatch):
 def test_unknown_kind_and_architecture():
     with pytest.raises(ValueError, match="kind"):
         eff.measure("oracle", {}, _candidates(1), [10])
+    from rank_distillm.models import build_from_config
+
     with pytest.raises(ValueError, match="unknown architecture"):
-        eff.build_from_config("gpt-5", "teacher")
+        build_from_config("gpt-5", "teacher")
+    with pytest.raises(ValueError, match="unknown architecture 'electra-base' for the teacher"):
+        build_from_config("electra-base", "teacher")
 
 
 @pytest.mark.slow
@@ -441,7 +520,14 @@ def test_bench_cli_json_with_tiny_models(tiny_student, tiny_teacher, tmp_path, d
     }}))
     rows_file = tmp_path / "rows.jsonl"
     assert cli.main(["bench", "--profile", str(profile), "--json", "--out", str(rows_file)]) == 0
-    out = json.loads(capsys.readouterr().out)
+    text = capsys.readouterr().out
+
+    def no_nan(name):
+        raise AssertionError(f"--json printed {name}: not JSON")
+
+    out = json.loads(text, parse_constant=no_nan)  # strict JSON: a field that does not apply is null
+    student_row = next(s for s in out["summary"] if s["kind"] == "student")
+    assert student_row["windows"] is None and student_row["generated_tokens"] is None
     written = eff.read_bench_rows(rows_file)  # written by the measuring subprocesses, one line per depth
     assert [(r["kind"], r["depth"]) for r in written] == [("student", 5), ("student", 10), ("teacher", 10)]
     assert cli.main(["bench", "--profile", str(profile), "--json", "--out", str(rows_file)]) == 0  # resumes: all there
@@ -492,7 +578,7 @@ def test_exported_student_scores_close_to_torch(backend, minilm_path, data_dir, 
     pytest.importorskip("onnxruntime")
     if backend == "openvino":
         pytest.importorskip("openvino")
-    monkeypatch.setattr(eff, "onnx_folder", lambda path: onnx_dir)
+    monkeypatch.setattr(student_runtimes, "onnx_folder", lambda path: onnx_dir)
     spec = {**_student_spec(minilm_path), "max_length": 128}
     pairs = _pairs()
     torch_predict, _ = eff.student_scorer(spec, "torch")
@@ -521,7 +607,7 @@ def test_exported_split_student_adds_the_passage_prefix(backend, minilm_path, da
     from rank_distillm.student import build_student
 
     build_student(minilm_path, head="segment-cosine", max_length=128, separate_layers=5).save_pretrained(str(tmp_path / "split"))
-    monkeypatch.setattr(eff, "onnx_folder", lambda path: tmp_path / "graphs")
+    monkeypatch.setattr(student_runtimes, "onnx_folder", lambda path: tmp_path / "graphs")
     spec = {**_student_spec(str(tmp_path / "split")), "max_length": 128}
     pairs = _pairs()
     torch_predict, _ = eff.student_scorer(spec, "torch")

@@ -14,8 +14,17 @@ NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 IDS = [p.stem for p in NOTEBOOKS]
 
 
-def test_there_are_chapters():
-    assert NOTEBOOKS
+def test_the_chapters_are_numbered_and_in_the_table_of_contents():
+    """Chapters 01, 02, ... without a gap, each one in ``_toc.yml`` and in the README's table."""
+    import yaml
+
+    assert [p.stem[:2] for p in NOTEBOOKS] == [f"{i:02d}" for i in range(1, len(NOTEBOOKS) + 1)] and len(NOTEBOOKS) >= 8
+    toc = yaml.safe_load((REPO / "_toc.yml").read_text())
+    files = [c["file"] for part in toc["parts"] for c in part["chapters"]]
+    assert [f for f in files if f.startswith("notebooks/")] == [f"notebooks/{p.stem}" for p in NOTEBOOKS]
+    readme = (REPO / "README.md").read_text()
+    missing = [p.name for p in NOTEBOOKS if f"`notebooks/{p.name}`" not in readme]
+    assert not missing, f"README.md's chapter table lacks {missing}"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)

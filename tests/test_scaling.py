@@ -11,7 +11,7 @@ import pytest
 
 from rank_distillm import scaling
 from rank_distillm.profiles import load_profile
-from rank_distillm.teacher import shards
+from rank_distillm.teacher import shards, windows_per_query
 from rank_distillm.teacher.log import read_log
 
 from .conftest import DL20, REPO
@@ -31,7 +31,7 @@ def test_gpu_profiles_resolve_to_the_papers_setting(name):
     assert (s["queries"], s["depth"], s["window"], s["stride"]) == (10000, 100, 20, 10)
     assert s["stage1"] == {"steps": 20000, "queries_per_step": 32, "passages_per_query": 8}
     assert s["stage2"] == {"epochs": 3, "queries_per_step": 32}
-    b = scaling.batch_arithmetic(32, s["per_device_queries"], s["grad_accum"], s["train_devices"])
+    b = scaling.check_step_split(32, s["per_device_queries"], s["grad_accum"], s["train_devices"])
     assert b["queries_per_step"] == 32
     assert p["data"]["datasets"]["dl19"] == "msmarco-passage/trec-dl-2019/judged"
 
@@ -73,7 +73,9 @@ def test_colab_teachers():
 
 def test_colab_profile_follows_the_teachers_memory():
     m = scaling.teacher_memory_gib(load_profile("gpu")["scaling"], max_model_len=4096)
-    assert m["weights_gib"] == pytest.approx(7241732096 * 2 / 2**30) and m["kv_per_sequence_gib"] == 0.5
+    # Mistral-7B: 7,241,732,096 parameters (its model card), 2 bytes each; the shape leaves out the norms (0.004%)
+    assert m["weights_gib"] == pytest.approx(7241732096 * 2 / 2**30, rel=1e-4)
+    assert m["kv_per_sequence_gib"] == 2 * 32 * 8 * 128 * 2 * 4096 / 2**30 == 0.5  # keys and values, 32 layers, 8 KV heads
     assert scaling.colab_profile([T4]) == "colab-t4"
     assert scaling.colab_profile([A100]) == "colab"
     assert scaling.colab_profile([{"name": "NVIDIA L4", "memory_gib": 22.0}]) == "colab"
@@ -190,28 +192,18 @@ def test_teach_with_the_gpu_profile_builds_vllm_with_its_engine_arguments(monkey
     assert (tmp_path / "rankzephyr.run.windows.jsonl").is_file()
 
 
-def test_batch_arithmetic_names_the_fix():
+def test_step_split_names_the_fix():
     with pytest.raises(ValueError, match="= 24, but an optimizer step needs 32 queries; use gradient accumulation 4"):
-        scaling.batch_arithmetic(32, 2, 3, 4)
-
-
-def test_dtype_choice():
-    assert scaling.choose_dtype("auto", [A100]) == "bfloat16"
-    assert scaling.choose_dtype("auto", [T4]) == "float16"
-    assert scaling.choose_dtype("auto", [A100, T4]) == "float16"
-    assert scaling.choose_dtype("auto", []) == "float32"
-    assert scaling.choose_dtype("bf16", [T4]) == "bfloat16"
-    assert scaling.trainer_precision("auto", [T4]) == {"bf16": False, "fp16": True}
-    with pytest.raises(ValueError, match="dtype 'half'"):
-        scaling.choose_dtype("half")
+        scaling.check_step_split(32, 2, 3, 4)
+    assert scaling.check_step_split(32, 4, 2, 4)["queries_per_step"] == 32
 
 
 def test_windows_per_query_matches_the_stored_log(data_dir):
     records = read_log(data_dir / "teacher-logs/trec-dl-2020/rankvicuna-7b.windows.dl20.jsonl")
     per_query = len(records) / len({r["qid"] for r in records})
-    assert scaling.windows_per_query(100, 20, 10) == per_query == 9
-    assert scaling.windows_per_query(50, 20, 10) == 4
-    assert scaling.windows_per_query(20, 20, 10) == 1
+    assert windows_per_query(100, 20, 10) == per_query == 9
+    assert windows_per_query(50, 20, 10) == 4
+    assert windows_per_query(20, 20, 10) == 1
 
 
 def test_budget_by_hand():
@@ -225,22 +217,44 @@ def test_budget_by_hand():
     assert table.loc["total", "device hours"] == pytest.approx(table["device hours"].iloc[:3].sum())
 
 
-def test_roofline_by_hand():
+def test_roofline_throughput_against_the_rules_of_thumb():
+    """The cost model's throughputs against Kaplan et al.'s rules of thumb, a second method: a forward pass
+    costs ~2N FLOPs a token, training ~6N (N: the non-embedding parameters; attention adds a few percent),
+    and decoding alone is bound by reading the 16-bit weights once per step, shared by the decode batch."""
     s = load_profile("gpu")["scaling"]
     gpu = {"name": "X", "bf16_tflops": 100, "memory_bandwidth_gbs": 1000, "memory_gib": 80}
+    peak = 100e12 * s["utilisation"]
     t = scaling.roofline_throughput(s, gpu)
-    peak = 100e12 * s["mfu"]
-    window_s = (2 * s["teacher_params"] * s["prompt_tokens_per_window"] / peak
-                + s["generated_tokens_per_window"] * 2 * s["teacher_params"] / 1e12 / s["decode_batch"])
-    assert t.teacher_windows_per_s == pytest.approx(1 / window_s)
-    assert t.student_pairs_per_s == pytest.approx(peak / (6 * s["student_params"] * 288))
-    assert "estimate" in t.source
+    electra = 85e6  # ELECTRA-base without its embeddings (Clark et al., 2020: 110M in all)
+    assert t.student_pairs_per_s == pytest.approx(peak / (6 * electra * 288), rel=0.05)
+    assert "estimate" in t.source and "decode batch 32" in t.source
+    mistral = 7.1e9  # Mistral-7B without its embeddings and output layer (7.24B in all)
+    prefill = 2 * mistral * 2000 / peak                   # one window's 2,000 prompt tokens, compute bound
+    decode = 100 * 2 * 7.24e9 / (1000e9 * s["utilisation"]) / 32  # 100 answer tokens, the weights read once a step
+    assert 1 / t.teacher_windows_per_s == pytest.approx(prefill + decode, rel=0.25)  # + attention and the KV cache
+    assert 1 / t.teacher_windows_per_s > prefill + decode
+
+
+def test_both_chapters_time_a_query_with_the_same_setting():
+    """The table chapters 7 and 8 print: decode batch 1 (a query's latency) and 32 (the labelling throughput)."""
+    s = load_profile("cpu")["scaling"]
+    table = scaling.teacher_query_seconds(s).set_index("decode batch")
+    assert list(table.index) == [1, 32] and (table["windows"] == 9).all()
+    assert table.loc[32, "seconds per query"] == pytest.approx(9 / scaling.roofline_throughput(s, s["gpu"]).teacher_windows_per_s)
+    # one query alone decodes 9 x 100 tokens, each a read of 14.5 GB at 40% of 2,039 GB/s: ~16 s, plus the prefills
+    decoding = 9 * 100 * 7.24e9 * 2 / (2039e9 * 0.4)
+    assert decoding < table.loc[1, "seconds per query"] < decoding * 1.25
+    assert table.loc[1, "seconds per query"] > 5 * table.loc[32, "seconds per query"]
 
 
 def test_measure_student_training_runs_real_steps(minilm_path):
-    m = scaling.measure_student_training(minilm_path, steps=1, queries=2, passages=2, max_length=16)
-    assert m["pairs"] == 4 and m["seconds"] > 0 and m["pairs_per_s"] == pytest.approx(4 / m["seconds"])
+    from rank_distillm.throughput import measure_student_training
+
+    m = measure_student_training(minilm_path, steps=2, queries=2, passages=2, max_length=16)
+    assert m["steps"] == 2 and m["pairs"] == 2 * 2 * 2  # the warm-up step is not counted
+    assert m["seconds"] > 0 and m["pairs_per_s"] == pytest.approx(8 / m["seconds"])
     assert m["device"] == "cpu" and m["dtype"] == "float32" and 2e7 < m["parameters"] < 3e7
+    assert m["peak_memory_mb"] > 0 and m["last_loss"] > 0
 
 
 def test_check_command_prints_the_batch_split(capsys):

@@ -189,8 +189,29 @@ def test_students_trained_in_parallel_processes_equal_sequential_ones(data_dir, 
             torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=k)
 
 
-def test_bf16_setting():
-    assert training.use_bf16(True) is True and training.use_bf16(False) is False
-    assert training.use_bf16("auto") == bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    with pytest.raises(ValueError, match="training.bf16"):
-        training.use_bf16("yes")
+
+
+def test_the_heads_learning_rate_goes_through_the_trainers_own_parameter_groups(minilm_path, tmp_path):
+    """``learning_rate_mapping`` gives the new classifier head its own rate; the trainer's AdamW groups keep
+    weight decay off for biases and LayerNorm weights (the library's rule), on for every other weight."""
+    from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
+
+    from rank_distillm.losses import make_loss
+    from rank_distillm.student import build_student
+
+    model = build_student(minilm_path, head="classifier", max_length=32)
+    mapping = training.head_learning_rate(model, 1e-4, 1e-3)
+    assert list(mapping.values()) == [1e-3]
+    assert training.head_learning_rate(model, 1e-4, None) == training.head_learning_rate(model, 1e-4, 1e-4) == {}
+    assert training.head_learning_rate(build_student(minilm_path, head="segment-cosine", max_length=32), 1e-4, 1e-3) == {}
+    args = CrossEncoderTrainingArguments(output_dir=str(tmp_path), learning_rate=1e-4, learning_rate_mapping=mapping,
+                                         weight_decay=training.WEIGHT_DECAY, report_to="none", use_cpu=True)
+    trainer = CrossEncoderTrainer(model=model, args=args, loss=make_loss("ranknet", model))
+    groups = trainer.create_optimizer().param_groups
+    setting = {id(p): (g["lr"], g["weight_decay"]) for g in groups for p in g["params"]}
+    names = dict(model.named_parameters())
+    assert len(setting) == len(names)
+    for name, p in names.items():
+        lr, decay = setting[id(p)]
+        assert lr == (1e-3 if ".classifier." in f".{name}" else 1e-4), name
+        assert decay == (0.0 if name.endswith("bias") or "LayerNorm" in name else 0.01), name

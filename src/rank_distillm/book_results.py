@@ -20,28 +20,17 @@ from __future__ import annotations
 
 import ast
 import json
-import math
 import os
 import re
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from .outputs import strict_json_value, write_json
 
 _TEXT = "text/plain"
 # numpy scalars print as ``np.float64(0.5)`` (numpy >= 2); keep the value inside
 _NUMPY_SCALAR = re.compile(r"\b(?:np|numpy)\.\w+\(([^()]*)\)")
-
-
-def _finite(value: Any) -> Any:
-    """``value`` with NaN and infinities replaced by ``None`` (recursively)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    return value
 
 
 def plain_value(text: str) -> Any:
@@ -61,7 +50,7 @@ def plain_value(text: str) -> Any:
     ok = (bool, int, float, str, list, dict, type(None))
     if not isinstance(value, ok) or (isinstance(value, (list, dict)) and not _all_plain(value)):
         return None
-    return _finite(value)
+    return strict_json_value(value)
 
 
 class _NonFinite(ast.NodeTransformer):
@@ -133,20 +122,7 @@ def write_results(build_dir: str | os.PathLike) -> Path:
     values = collect(executed)
     if not values:
         raise ValueError(f"{executed}: no glued values found in the executed notebooks")
-    text = json.dumps(values, indent=1, ensure_ascii=False, allow_nan=False) + "\n"
-    fd, tmp = tempfile.mkstemp(dir=build, prefix=".results.json.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.chmod(tmp, 0o666 & ~_umask())
-    path = build / "results.json"
-    os.replace(tmp, path)
-    return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    return write_json(build / "results.json", values)
 
 
 def main(argv: list[str] | None = None) -> int:

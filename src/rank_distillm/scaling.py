@@ -1,22 +1,25 @@
 """Scaling up: what the paper's pipeline costs on GPUs, and the helpers that run it there.
 
-Three things live here, all plain functions of a profile's ``scaling`` section:
+Plain functions of a profile's ``scaling`` section (the paper's setting in every profile):
 
 * **The budget calculator**: device hours to label ``N`` queries at depth ``k`` with the
   listwise teacher (sliding windows) and to train the student through the paper's two
   stages, from *throughputs* (teacher windows per second, student training query-passage
-  pairs per second). Throughputs come from a measurement (:func:`measure_student_training`
-  here; the efficiency chapter's harness for the teacher) or from the roofline estimate
-  :func:`roofline_throughput`, which is labelled as an estimate wherever it is shown.
-* **The batch arithmetic** of the paper's stage 2 (32 queries x 100 passages per optimizer
-  step) as the product of per-device batch, gradient accumulation and devices
-  (:func:`batch_arithmetic`), checked before a multi-GPU job starts.
-* **Device detection and dtype choice** (:func:`detect_devices`, :func:`choose_dtype`):
-  ``dtype: auto`` gives bf16 where the GPU supports it (A100, L4, H100), fp16 on older GPUs
-  (T4, V100) and fp32 on the CPU.
+  pairs per second). Throughputs come from a measurement
+  (:func:`rank_distillm.throughput.measure_student_training`; the efficiency chapter's
+  harness for the teacher) or from the cost model's roofline (:func:`roofline_throughput`),
+  which is labelled as an estimate wherever it is shown.
+* **The split of an optimizer step** of the paper's stage 2 (32 queries x 100 passages) into
+  per-device batch, gradient accumulation and devices (:func:`check_step_split`), checked
+  before a multi-GPU job starts.
+* **One GPU**: whether RankZephyr fits a Colab GPU (:func:`teacher_memory_gib`,
+  :func:`colab_profile`) and what each Colab runtime runs (:func:`colab_table`).
+
+Devices and dtypes (``dtype: auto``) are :mod:`rank_distillm.devices`'; FLOPs, bytes and the
+roofline are :mod:`rank_distillm.cost_model`'s.
 
 ``python -m rank_distillm.scaling check --profile gpu`` prints the devices, the dtype, the
-batch arithmetic and the budget; the cluster scripts call it before they submit work.
+step split and the budget; the cluster scripts call it before they submit work.
 """
 
 from __future__ import annotations
@@ -25,65 +28,16 @@ import argparse
 import json
 import math
 import sys
-import time
 from dataclasses import asdict, dataclass
 
 from . import cost_model
+from .devices import choose_dtype, detect_devices
+from .teacher.windows import windows_per_query
 
-# --------------------------------------------------------------------------- devices
-
-
-def detect_devices() -> list[dict]:
-    """The CUDA devices torch sees: name, memory (GiB), compute capability, bf16 support.
-
-    An empty list on a machine without a GPU (or without a CUDA build of torch).
-    """
-    import torch
-
-    if not torch.cuda.is_available():
-        return []
-    devices = []
-    for i in range(torch.cuda.device_count()):
-        props = torch.cuda.get_device_properties(i)
-        devices.append({
-            "index": i,
-            "name": props.name,
-            "memory_gib": round(props.total_memory / 2**30, 1),
-            "capability": f"{props.major}.{props.minor}",
-            "bf16": props.major >= 8,  # Ampere and newer
-        })
-    return devices
+# --------------------------------------------------------------------------- the optimizer step
 
 
-def choose_dtype(setting: str = "auto", devices: list[dict] | None = None) -> str:
-    """The floating-point type to compute in: ``bfloat16``, ``float16`` or ``float32``.
-
-    ``auto`` picks bf16 on GPUs that support it (compute capability 8.0 and newer: A100,
-    L4, H100), fp16 on older GPUs (T4, V100: their bf16 is emulated and slow) and fp32
-    on the CPU. Any other setting is returned as it is, after a check of its spelling.
-    """
-    names = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
-    setting = names.get(setting, setting)
-    if setting in ("bfloat16", "float16", "float32"):
-        return setting
-    if setting != "auto":
-        raise ValueError(f"dtype {setting!r}: use auto, bfloat16 (bf16), float16 (fp16) or float32 (fp32)")
-    devices = detect_devices() if devices is None else devices
-    if not devices:
-        return "float32"
-    return "bfloat16" if all(d["bf16"] for d in devices) else "float16"
-
-
-def trainer_precision(setting: str = "auto", devices: list[dict] | None = None) -> dict:
-    """The ``transformers.TrainingArguments`` flags (``bf16``, ``fp16``) for a dtype setting."""
-    dtype = choose_dtype(setting, devices)
-    return {"bf16": dtype == "bfloat16", "fp16": dtype == "float16"}
-
-
-# --------------------------------------------------------------------------- batch arithmetic
-
-
-def batch_arithmetic(queries_per_step: int, per_device_queries: int, grad_accum: int, devices: int) -> dict:
+def check_step_split(queries_per_step: int, per_device_queries: int, grad_accum: int, devices: int) -> dict:
     """Check that per-device batch x gradient accumulation x devices = queries per optimizer step.
 
     Returns the parts and the product; a mismatch is a ``ValueError`` that says what to change.
@@ -100,17 +54,7 @@ def batch_arithmetic(queries_per_step: int, per_device_queries: int, grad_accum:
             "queries_per_step": product}
 
 
-# --------------------------------------------------------------------------- teacher cost
-
-
-def windows_per_query(depth: int, window: int, stride: int) -> int:
-    """Windows the teacher sends for one query of ``depth`` candidates (100 / 20 / 10: nine).
-
-    Counted from the teacher's own schedule (:func:`rank_distillm.teacher.windows.window_schedule`).
-    """
-    from .teacher.windows import window_schedule
-
-    return len(window_schedule(depth, window, stride, depth))
+# --------------------------------------------------------------------------- the budget
 
 
 @dataclass
@@ -177,16 +121,15 @@ def budget_table(settings: dict, throughput: Throughput, queries: int | None = N
 
 # --------------------------------------------------------------------------- one GPU (Colab)
 
-# RankZephyr's KV cache per token (Mistral-7B: 32 layers x 8 KV heads x 128 dims), keys and values in 16 bit
-TEACHER_KV_BYTES_PER_TOKEN = cost_model.SHAPES["RankZephyr-7B (Mistral-7B)"].with_bytes(2).kv_bytes_per_token
 VLLM_MEMORY_UTILISATION = 0.9  # vLLM's default gpu_memory_utilization
 ENGINE_OVERHEAD_GIB = 1.0      # activations, CUDA graphs and context beside weights and cache (an assumption)
 
 
 def teacher_memory_gib(settings: dict, max_model_len: int = 4096) -> dict:
-    """GiB the 16-bit teacher needs in vLLM: weights, one ``max_model_len`` sequence's KV cache, overhead."""
-    weights = 2 * settings["teacher_params"] / 2**30
-    kv = TEACHER_KV_BYTES_PER_TOKEN * max_model_len / 2**30
+    """GiB the 16-bit teacher (``teacher_shape``) needs in vLLM: weights, one ``max_model_len`` sequence's KV cache, overhead."""
+    teacher = cost_model.SHAPES[settings["teacher_shape"]].with_bytes(2)
+    weights = teacher.params * teacher.bytes_per_param / 2**30
+    kv = teacher.kv_bytes_per_token * max_model_len / 2**30
     return {"weights_gib": weights, "kv_per_sequence_gib": kv, "needed_gib": weights + kv + ENGINE_OVERHEAD_GIB}
 
 
@@ -244,84 +187,65 @@ def colab_table(teacher_queries: int, gpus: list[dict] | None = None):
     return pd.DataFrame(rows).set_index("runtime")
 
 
-# --------------------------------------------------------------------------- throughputs
+# --------------------------------------------------------------------------- throughputs (the cost model)
+
+
+def roofline(settings: dict, gpu: dict, decode_batch: int | None = None) -> cost_model.Roofline:
+    """The cost model's roofline of ``gpu`` (a data-sheet entry) with the profile's ``utilisation``.
+
+    ``decode_batch``: windows decoded together; default the profile's (vLLM's continuous
+    batching of a labelling job; 1 is the latency of a single query).
+    """
+    batch = settings["decode_batch"] if decode_batch is None else decode_batch
+    return cost_model.Roofline(cost_model.Hardware.from_datasheet(gpu), settings["utilisation"], batch)
+
+
+def teacher_workload(settings: dict, depth: int | None = None) -> cost_model.Workload:
+    """One query's teacher job in the profile's setting: ``depth``, ``window``, ``stride`` and the
+    tokens of a window (``prompt_tokens_per_window``, ``generated_tokens_per_window``)."""
+    depth = settings["depth"] if depth is None else depth
+    return cost_model.Workload.from_window_tokens(
+        settings["prompt_tokens_per_window"], settings["generated_tokens_per_window"], settings["window"],
+        depth=depth, window=settings["window"], stride=settings["stride"])
+
+
+def teacher_query_seconds(settings: dict, gpu: dict | None = None, decode_batches: tuple[int, ...] | None = None):
+    """Seconds per teacher query of the profile's setting on ``gpu`` (default: the profile's ``gpu``), per decode batch.
+
+    The cost model's roofline (:func:`roofline`) for decode batch 1 (one query's latency:
+    its windows one after the other, nothing to batch them with) and the profile's
+    ``decode_batch`` (the throughput of a labelling job). Chapters 7 and 8 both show this table.
+    """
+    import pandas as pd
+
+    gpu = settings["gpu"] if gpu is None else gpu
+    work = teacher_workload(settings)
+    cost = cost_model.llm_cost(cost_model.SHAPES[settings["teacher_shape"]], work)
+    rows = []
+    for batch in decode_batches or sorted({1, settings["decode_batch"]}):
+        r = roofline(settings, gpu, batch)
+        seconds = r.seconds(cost)
+        rows.append({"teacher": settings["teacher_shape"], "GPU": gpu["name"], "utilisation": settings["utilisation"],
+                     "decode batch": batch, "windows": work.windows, "seconds per query": seconds,
+                     "windows per second": work.windows / seconds})
+    return pd.DataFrame(rows)
 
 
 def roofline_throughput(settings: dict, gpu: dict) -> Throughput:
-    """An *estimate* of per-GPU throughputs from parameter counts and a GPU's data sheet.
+    """An *estimate* of per-GPU throughputs from the cost model (:mod:`rank_distillm.cost_model`).
 
-    Teacher, one window: prefill ``2 P T_prompt`` FLOPs at ``mfu`` of the peak, plus
-    ``T_gen`` decode steps that each read the weights (``2 P`` bytes in 16 bit) once for a
-    batch of ``decode_batch`` windows (memory bound). Student training: ``6 P T`` FLOPs
-    per query-passage pair of ``T`` tokens at ``mfu`` of the peak. ``gpu``: ``name``,
-    ``bf16_tflops`` (dense), ``memory_bandwidth_gbs``. A stand-in until a measurement
+    Teacher: the windows of one query of the profile's setting (:func:`teacher_workload`)
+    over their roofline time at the profile's ``decode_batch``. Student training: one
+    query-passage pair of ``query_tokens + passage_tokens`` tokens, forward and backward
+    (:func:`rank_distillm.cost_model.training_cost`). A stand-in until a measurement
     exists; every place that shows it says so.
     """
-    peak = gpu["bf16_tflops"] * 1e12 * settings["mfu"]
-    bandwidth = gpu["memory_bandwidth_gbs"] * 1e9
-    p_t, p_s = settings["teacher_params"], settings["student_params"]
-    prefill = 2 * p_t * settings["prompt_tokens_per_window"] / peak
-    decode = settings["generated_tokens_per_window"] * (2 * p_t) / bandwidth / settings["decode_batch"]
-    pair_tokens = settings["query_tokens"] + settings["passage_tokens"]
-    train = 6 * p_s * pair_tokens / peak
-    return Throughput(1 / (prefill + decode), 1 / train,
-                      f"roofline estimate for {gpu['name']} (MFU {settings['mfu']:.0%}, decode batch {settings['decode_batch']})")
-
-
-def measure_student_training(model: str, steps: int = 2, queries: int = 2, passages: int = 8,
-                             max_length: int = 128, device: str | None = None, dtype: str = "auto") -> dict:
-    """Time real optimizer steps of a cross-encoder: query-passage pairs per second.
-
-    Builds ``queries x passages`` pairs of ``max_length`` tokens (the paper's 32 + 256 on
-    a GPU), runs one warm-up step and ``steps`` timed steps of forward, a listwise
-    cross-entropy over each query's passages, backward and AdamW. ``model`` is a name for
-    :func:`rank_distillm.models.resolve_model` or a local folder; on a machine without
-    hub access an ELECTRA-base-shaped model can be built from its config
-    (``electra-base-config``: random weights, same cost).
-    """
-    import torch
-    from transformers import AutoModelForSequenceClassification, ElectraConfig
-
-    from .models import resolve_model
-
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    dtype_name = choose_dtype(dtype) if device == "cuda" else "float32"
-    torch.manual_seed(0)
-    if model == "electra-base-config":
-        config = ElectraConfig(hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
-                               intermediate_size=3072, embedding_size=768, num_labels=1)
-        net = AutoModelForSequenceClassification.from_config(config)
-    else:
-        net = AutoModelForSequenceClassification.from_pretrained(resolve_model(model), num_labels=1)
-    net.to(device).train()
-    optim = torch.optim.AdamW(net.parameters(), lr=1e-5)
-    vocab = net.config.vocab_size
-    ids = torch.randint(1000, vocab, (queries * passages, max_length), device=device)
-    mask = torch.ones_like(ids)
-    autocast = torch.autocast(device_type=device, dtype=getattr(torch, dtype_name), enabled=dtype_name != "float32")
-
-    def step():
-        with autocast:
-            scores = net(input_ids=ids, attention_mask=mask).logits.view(queries, passages).float()
-        loss = torch.nn.functional.cross_entropy(scores, torch.zeros(queries, dtype=torch.long, device=device))
-        loss.backward()
-        optim.step()
-        optim.zero_grad()
-        return loss
-
-    step()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    seconds = time.perf_counter() - start
-    pairs = steps * queries * passages
-    return {"model": model, "device": device, "dtype": dtype_name, "steps": steps, "pairs": pairs,
-            "max_length": max_length, "seconds": seconds, "pairs_per_s": pairs / seconds,
-            "parameters": sum(p.numel() for p in net.parameters())}
+    r = roofline(settings, gpu)
+    work = teacher_workload(settings)
+    query = r.seconds(cost_model.llm_cost(cost_model.SHAPES[settings["teacher_shape"]], work))
+    pair = r.seconds(cost_model.training_cost(cost_model.SHAPES[settings["student_shape"]],
+                                              settings["query_tokens"] + settings["passage_tokens"]))
+    return Throughput(work.windows / query, 1 / pair, f"roofline estimate for {r.describe()}")
 
 
 def log_token_counts(log_path, tokenizer: str) -> dict:
@@ -353,7 +277,7 @@ def check(profile_name: str) -> dict:
 
     settings = load_profile(profile_name)["scaling"]
     devices = detect_devices()
-    batch = batch_arithmetic(settings["stage2"]["queries_per_step"], settings["per_device_queries"],
+    batch = check_step_split(settings["stage2"]["queries_per_step"], settings["per_device_queries"],
                              settings["grad_accum"], settings["train_devices"])
     throughput = roofline_throughput(settings, settings["gpu"])
     table = budget_table(settings, throughput)

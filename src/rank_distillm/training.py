@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import data, models, sampling
+from .devices import default_device, use_bf16
 from .outputs import write_json
 from .student import build_student, load_student
 
@@ -179,41 +180,22 @@ def _heldout_evaluator(candidates: list, dataset_id: str, depth: int, batch_size
 # --------------------------------------------------------------------------- one stage
 
 
-def use_bf16(setting) -> bool:
-    """The profile's ``bf16`` (true, false or ``auto``) for this machine.
+WEIGHT_DECAY = 0.01  # AdamW's (torch's default, as in the paper's lightning-ir set-up); off for biases and LayerNorm
+HEAD = r"(^|\.)classifier\."  # the parameters of the library's classifier head (new, randomly initialised)
 
-    ``auto``: bfloat16 autocast where the hardware computes in it natively: an Ampere or newer
-    GPU (``scaling.choose_dtype``, the one check the book uses for GPUs), or a CPU with
-    AVX512-BF16 or AMX (oneDNN's check); float32 elsewhere, where emulated bfloat16 would be
-    slower, not faster.
+
+def head_learning_rate(model, lr: float, head_lr: float | None) -> dict:
+    """``learning_rate_mapping`` of ``CrossEncoderTrainingArguments``: the classifier head's own rate.
+
+    Empty when the stage has no other rate for it, or the model has no classifier head
+    (``segment-cosine`` adds no parameter). The trainer builds the AdamW groups itself, with
+    weight decay off for biases and LayerNorm weights.
     """
-    import torch
+    import re
 
-    if setting == "auto":
-        from .scaling import choose_dtype, detect_devices
-
-        devices = detect_devices()
-        if devices:
-            return choose_dtype("auto", devices) == "bfloat16"
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    if not isinstance(setting, bool):
-        raise ValueError(f"training.bf16: expected true, false or auto, got {setting!r}")
-    return setting
-
-
-def _optimizer(model, lr: float, head_lr: float | None, weight_decay: float = 0.01):
-    """AdamW with its own learning rate for the new, randomly initialised scoring head."""
-    import torch
-
-    head, body = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        (head if "classifier" in name.split(".") else body).append(p)
-    groups = [{"params": body, "lr": lr, "weight_decay": weight_decay}]
-    if head:
-        groups.append({"params": head, "lr": head_lr or lr, "weight_decay": 0.0})
-    return torch.optim.AdamW(groups, lr=lr)
+    if not head_lr or head_lr == lr or not any(re.search(HEAD, n) for n, _ in model.named_parameters()):
+        return {}
+    return {HEAD: head_lr}
 
 
 def _last_checkpoint(folder: Path) -> str | None:
@@ -242,6 +224,7 @@ def train_stage(
     from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
 
     from .losses import make_loss
+    from .throughput import StepTimer
 
     out_dir.mkdir(parents=True, exist_ok=True)
     train_ds = dataset.select_columns(["query", "docs", "labels"])
@@ -257,9 +240,7 @@ def train_stage(
     steps_per_epoch = math.ceil(len(train_ds) / (cfg["queries_per_batch"] * cfg["gradient_accumulation_steps"]))
     total_steps = steps_per_epoch * stage["epochs"]
     use_eval = evaluator is not None
-    import torch
-
-    on_cpu = not torch.cuda.is_available()
+    on_cpu = default_device() == "cpu"
     bf16 = use_bf16(cfg["bf16"])
     args = CrossEncoderTrainingArguments(
         output_dir=str(out_dir),
@@ -267,6 +248,8 @@ def train_stage(
         per_device_train_batch_size=cfg["queries_per_batch"],
         gradient_accumulation_steps=cfg["gradient_accumulation_steps"],
         learning_rate=stage["lr"],
+        learning_rate_mapping=head_learning_rate(model, stage["lr"], stage["head_lr"]),
+        weight_decay=WEIGHT_DECAY,
         warmup_steps=int(round(cfg["warmup_ratio"] * total_steps)),
         lr_scheduler_type=cfg["lr_scheduler"],
         bf16=bf16,  # on a CPU with AVX512-BF16/AMX too: autocast to bfloat16
@@ -284,17 +267,15 @@ def train_stage(
         report_to="none",
         disable_tqdm=not cfg["progress_bar"],
     )
-    optimizer = _optimizer(model, stage["lr"], stage["head_lr"])
+    timer = StepTimer(_pairs(train_ds) / steps_per_epoch)  # the one throughput measurement (rank_distillm.throughput)
     trainer = CrossEncoderTrainer(
-        model=model, args=args, train_dataset=train_ds, loss=loss, evaluator=evaluator, optimizers=(optimizer, None),
-        callbacks=callbacks,
+        model=model, args=args, train_dataset=train_ds, loss=loss, evaluator=evaluator,
+        callbacks=[*(callbacks or []), timer],
     )
     checkpoint = _last_checkpoint(out_dir) if resume else None
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=checkpoint)
     wall = time.perf_counter() - start
-    done_steps = trainer.state.global_step - (int(checkpoint.rsplit("-", 1)[-1]) if checkpoint else 0)
-    pairs = _pairs(train_ds) * stage["epochs"] * done_steps / max(1, total_steps)
     history = trainer.state.log_history
     return {
         "loss": loss_name,
@@ -304,7 +285,7 @@ def train_stage(
         "steps": trainer.state.global_step,
         "resumed_from": checkpoint,
         "wall_s": round(wall, 1),
-        "pairs_per_s": round(pairs / wall, 2) if wall > 0 and done_steps else None,
+        "pairs_per_s": round(timer.pairs_per_s, 2) if timer.pairs_per_s else None,  # optimizer steps only
         "train_loss": [{"step": h["step"], "epoch": h.get("epoch"), "loss": h["loss"]} for h in history if "loss" in h],
         "heldout_ndcg10": [
             {"step": h["step"], "epoch": h.get("epoch"), "ndcg@10": h["eval_heldout_ndcg@10"]}

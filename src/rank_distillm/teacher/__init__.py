@@ -27,6 +27,7 @@ from .windows import (
     sliding_window_rerank,
     was_repaired,
     window_schedule,
+    windows_per_query,
 )
 
 __all__ = [
@@ -35,5 +36,5 @@ __all__ = [
     "query_costs", "rank_shifts", "window_costs",
     "WindowLog", "read_log", "read_windows",
     "RANKGPT", "RANKVICUNA", "RANKZEPHYR", "TEMPLATES", "PromptTemplate", "get_template", "render_fixed",
-    "TeacherResult", "parse_permutation", "repair_counts", "sliding_window_rerank", "was_repaired", "window_schedule",
+    "TeacherResult", "parse_permutation", "repair_counts", "sliding_window_rerank", "was_repaired", "window_schedule", "windows_per_query",
 ]

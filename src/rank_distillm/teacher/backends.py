@@ -11,6 +11,12 @@ token counts (``prompt_tokens``, ``generated_tokens``) that the efficiency chapt
   engine); vLLM is imported only when this backend is built.
 - :class:`ReplayBackend`: answers from a window log (``qid`` + ``docids`` in prompt order ->
   ``response``), so stored LLM outputs can be re-run, audited and reproduced.
+
+How long an answer may be is the live backends' ``min_new_tokens`` and ``max_new_tokens``:
+numbers of tokens, or :data:`RANKING`, the length of a complete ranking of the window's ids
+(:func:`ranking_tokens`). rank_llm sets both to that length for RankZephyr; equal, they make
+every answer exactly that long, which is also how the efficiency chapter times an LLM whose
+weights are random (or that would rather answer in prose).
 """
 
 from __future__ import annotations
@@ -60,6 +66,66 @@ class Backend:
         return f"{type(self).__name__}()"
 
 
+# --------------------------------------------------------------------------- generation lengths
+
+RANKING = "ranking"  # a generation length: the tokens of a complete ranking of the window's ids
+
+
+def ranking_tokens(tokenizer, n: int) -> int:
+    """Tokens of a complete ranking of ``n`` ids, ``[1] > [2] > ... > [n]``, with ``tokenizer``.
+
+    rank_llm's figure for RankZephyr (``num_output_tokens``: the encoded string, less the
+    BOS token its Llama tokenizer adds), which it uses as both the minimum and the maximum
+    number of new tokens of a window.
+    """
+    return len(tokenizer(" > ".join(f"[{i}]" for i in range(1, n + 1)), add_special_tokens=False)["input_ids"])
+
+
+class _Lengths:
+    """``min_new_tokens`` and ``max_new_tokens`` of a backend, each an int, ``None`` (min only) or :data:`RANKING`.
+
+    Equal settings give answers of exactly that many tokens (end-of-sequence suppressed until
+    then), as rank_llm asks RankZephyr for; :data:`RANKING` is resolved per window size.
+    """
+
+    def __init__(self, min_new_tokens, max_new_tokens):
+        for name, value in (("min_new_tokens", min_new_tokens), ("max_new_tokens", max_new_tokens)):
+            if not (value == RANKING or (isinstance(value, int) and value >= 0) or (value is None and name[:3] == "min")):
+                raise ValueError(f"{name}: expected a number of tokens or {RANKING!r}, got {value!r}")
+        self.min, self.max = min_new_tokens, max_new_tokens
+        self._ranking: dict[int, int] = {}
+
+    def __call__(self, tokenizer, passages: int) -> tuple[int, int]:
+        """``(min, max)`` new tokens for a window of ``passages`` passages."""
+        def resolve(value):
+            if value != RANKING:
+                return value or 0
+            if passages not in self._ranking:
+                self._ranking[passages] = ranking_tokens(tokenizer, passages)
+            return self._ranking[passages]
+
+        low, high = resolve(self.min), resolve(self.max)
+        return min(low, high), high
+
+
+def _groups(requests: list[Request], key) -> dict:
+    """Request indices grouped by ``key(request)``, in order (one engine call per group)."""
+    groups: dict = {}
+    for i, r in enumerate(requests):
+        groups.setdefault(key(r), []).append(i)
+    return groups
+
+
+def _fold(ids: list[int], vocab: int) -> list[int]:
+    """Token ids folded into a model's vocabulary.
+
+    Only a stand-in tokenizer has ids beyond it (a random-weight model built from a config,
+    timed with another model's tokenizer in the efficiency chapter); a model's own
+    tokenizer never does, and then the ids are returned as they are.
+    """
+    return ids if not ids or max(ids) < vocab else [i % vocab for i in ids]
+
+
 # --------------------------------------------------------------------------- transformers
 
 
@@ -73,56 +139,61 @@ def _split_model_name(name: str, gguf_file: str | None) -> tuple[str, str | None
     return name, None
 
 
-def _default_dtype(device: str):
-    """bfloat16 on a GPU that supports it natively, float16 on an older GPU (T4, V100), float32 on the CPU."""
-    import torch
-
-    from ..scaling import choose_dtype, detect_devices
-
-    if not device.startswith("cuda"):
-        return torch.float32
-    return getattr(torch, choose_dtype("auto", detect_devices()))
-
-
 class TransformersBackend(Backend):
     """A causal LM through ``transformers``: greedy decoding, windows batched with left padding.
 
     ``model_name_or_path``: a hub id, a local folder, a ``.gguf`` file or a ``pkg:`` name
-    (``models.SMOLLM2_GGUF``). ``device`` defaults to CUDA when available; ``dtype`` to
-    bfloat16 on GPUs that compute in it natively (Ampere and newer), float16 on older ones
-    (a T4) and float32 on the CPU. Chat messages are rendered with the model's
-    chat template; fixed prompts (RankVicuna) are used as they are. ``threads`` sets torch's
-    CPU threads for the whole process (on a busy machine one thread can be several times
-    faster than two that wait for each other).
+    (``models.SMOLLM2_GGUF``); or :meth:`from_model` for a model already loaded. ``device``
+    defaults to CUDA when available; ``dtype`` to :func:`rank_distillm.devices.default_dtype`
+    (bfloat16 on GPUs that compute in it natively, float16 on older ones, float32 on the
+    CPU). Chat messages are rendered with the model's chat template; fixed prompts
+    (RankVicuna) are used as they are. ``min_new_tokens`` / ``max_new_tokens``: numbers of
+    tokens, or :data:`RANKING` (a complete ranking of the window's ids); equal, they make
+    every answer exactly that long. ``threads`` sets torch's CPU threads for the whole
+    process (on a busy machine one thread can be several times faster than two that wait
+    for each other).
     """
 
     name = "transformers"
 
     def __init__(self, model_name_or_path: str, gguf_file: str | None = None, device: str | None = None,
-                 dtype=None, max_new_tokens: int = 120, threads: int | None = None):
+                 dtype=None, max_new_tokens: int | str = 120, min_new_tokens: int | str | None = None,
+                 threads: int | None = None):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        from ..devices import default_device, default_dtype
+
         if threads:
             torch.set_num_threads(int(threads))
-
-        self.model_name = model_name_or_path
         path, gguf = _split_model_name(model_name_or_path, gguf_file)
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        if dtype is None:
-            dtype = _default_dtype(self.device)
-        elif isinstance(dtype, str):
-            dtype = getattr(torch, dtype)
+        device = device or default_device()
+        dtype = getattr(torch, dtype or default_dtype(device)) if not isinstance(dtype, torch.dtype) else dtype
         kw = {"gguf_file": gguf} if gguf else {}
-        self.tokenizer = AutoTokenizer.from_pretrained(path, **kw)
+        tokenizer = AutoTokenizer.from_pretrained(path, **kw)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **kw).to(device)
+        self._setup(model, tokenizer, device, min_new_tokens, max_new_tokens, model_name_or_path)
+
+    @classmethod
+    def from_model(cls, model, tokenizer, device: str, max_new_tokens: int | str = 120,
+                   min_new_tokens: int | str | None = None, name: str | None = None) -> "TransformersBackend":
+        """The backend on a causal LM and tokenizer loaded elsewhere (e.g. random weights from a config)."""
+        self = cls.__new__(cls)
+        self._setup(model, tokenizer, device, min_new_tokens, max_new_tokens, name or type(model).__name__)
+        return self
+
+    def _setup(self, model, tokenizer, device, min_new_tokens, max_new_tokens, name) -> None:
+        self.model_name, self.device = name, device
+        self.model, self.tokenizer = model.eval(), tokenizer
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **kw).to(self.device).eval()
+        self.lengths = _Lengths(min_new_tokens, max_new_tokens)
         self.max_new_tokens = max_new_tokens
         eos = self.model.generation_config.eos_token_id
         eos = eos if isinstance(eos, list) else [eos]
-        self.stop_ids = {i for i in [*eos, self.tokenizer.eos_token_id] if i is not None}
+        self.vocab = int(self.model.config.vocab_size)
+        self.stop_ids = sorted({i % self.vocab for i in [*eos, self.tokenizer.eos_token_id] if i is not None})
 
     def __repr__(self) -> str:
         return f"TransformersBackend({self.model_name!r}, device={self.device!r})"
@@ -132,28 +203,37 @@ class TransformersBackend(Backend):
             return request.text
         return self.tokenizer.apply_chat_template(request.messages, tokenize=False, add_generation_prompt=True)
 
+    def prompt_ids(self, request: Request, text: str) -> list[int]:
+        """The prompt's token ids: a chat template already holds the special tokens, a fixed prompt gets the tokenizer's."""
+        return _fold(self.tokenizer(text, add_special_tokens=request.text is not None)["input_ids"], self.vocab)
+
     def generate(self, requests: list[Request]) -> list[Answer]:
         import torch
 
-        if not requests:
-            return []
-        texts = [self.render(r) for r in requests]
-        # a chat template already holds the special tokens; a fixed prompt gets the tokenizer's
-        ids = [self.tokenizer(t, add_special_tokens=r.text is not None)["input_ids"] for t, r in zip(texts, requests)]
-        batch = self.tokenizer.pad({"input_ids": ids}, padding=True, return_tensors="pt").to(self.device)
-        t0 = time.perf_counter()
-        with torch.inference_mode():
-            out = self.model.generate(
-                **batch, max_new_tokens=self.max_new_tokens, do_sample=False,
-                pad_token_id=self.tokenizer.pad_token_id, temperature=None, top_p=None, top_k=None,
-            )
-        seconds = (time.perf_counter() - t0) / len(requests)
-        new = out[:, batch["input_ids"].shape[1]:].tolist()
-        answers = []
-        for text, prompt_ids, tokens in zip(texts, ids, new):
-            n = next((i + 1 for i, t in enumerate(tokens) if t in self.stop_ids), len(tokens))
-            response = self.tokenizer.decode(tokens[:n], skip_special_tokens=True)
-            answers.append(Answer(response, text, len(prompt_ids), n, seconds))
+        from ..devices import synchronize
+
+        answers: list = [None] * len(requests)
+        groups = _groups(requests, lambda r: self.lengths(self.tokenizer, len(r.docids)))
+        for (low, high), members in groups.items():
+            texts = [self.render(requests[i]) for i in members]
+            ids = [self.prompt_ids(requests[i], t) for i, t in zip(members, texts)]
+            pad = self.tokenizer.pad_token_id % self.vocab
+            batch = self.tokenizer.pad({"input_ids": ids}, padding=True, return_tensors="pt").to(self.device)
+            batch["input_ids"][batch["attention_mask"] == 0] = pad
+            synchronize(self.device)
+            t0 = time.perf_counter()
+            with torch.inference_mode():
+                out = self.model.generate(
+                    **batch, max_new_tokens=high, min_new_tokens=low or None, do_sample=False, eos_token_id=self.stop_ids,
+                    pad_token_id=pad, temperature=None, top_p=None, top_k=None,
+                )
+            synchronize(self.device)
+            seconds = (time.perf_counter() - t0) / len(members)
+            new = out[:, batch["input_ids"].shape[1]:].tolist()
+            for i, text, prompt_ids, tokens in zip(members, texts, ids, new):
+                n = next((k + 1 for k, t in enumerate(tokens) if t in self.stop_ids), len(tokens))
+                response = self.tokenizer.decode([t for t in tokens[:n] if t < len(self.tokenizer)], skip_special_tokens=True)
+                answers[i] = Answer(response, text, len(prompt_ids), n, seconds)
         return answers
 
 
@@ -162,10 +242,12 @@ class TransformersBackend(Backend):
 
 @dataclass
 class _GreedySampling:
-    """Stand-in for ``vllm.SamplingParams`` when an engine is injected without vLLM installed."""
+    """Stand-in for ``vllm.SamplingParams`` (the same field names) when an engine is injected without vLLM installed."""
 
     temperature: float = 0.0
     max_tokens: int = 120
+    min_tokens: int = 0
+    detokenize: bool = True
 
 
 class VLLMBackend(Backend):
@@ -173,14 +255,23 @@ class VLLMBackend(Backend):
 
     Pass ``llm`` to use an engine built elsewhere (or a test double with vLLM's
     ``LLM.generate(prompts, sampling_params)`` and ``LLM.chat(conversations, sampling_params)``).
+    ``min_new_tokens`` / ``max_new_tokens`` as for :class:`TransformersBackend` (vLLM's
+    ``min_tokens`` / ``max_tokens``). With a ``tokenizer`` the prompts are rendered and
+    tokenised here, exactly as the transformers backend does, and handed to the engine as
+    token ids (``{"prompt_token_ids": ids}``), and the answers are decoded here: needed when
+    the engine has no tokenizer of its own (``skip_tokenizer_init``, random weights);
+    ``vocab_size`` is then the model's, when the tokenizer is a stand-in with more ids.
     For data parallelism, run one backend per GPU on a shard of the queries, each with its
     own window log, and merge the runs.
     """
 
     name = "vllm"
 
-    def __init__(self, model: str | None = None, tensor_parallel_size: int = 1, max_new_tokens: int = 120,
-                 llm=None, sampling_params=None, **engine_kwargs):
+    def __init__(self, model: str | None = None, tensor_parallel_size: int = 1, max_new_tokens: int | str = 120,
+                 min_new_tokens: int | str | None = None, llm=None, sampling_params=None, tokenizer=None,
+                 vocab_size: int | None = None, **engine_kwargs):
+        import inspect
+
         self.model_name = model
         if llm is None:
             if model is None:
@@ -190,40 +281,68 @@ class VLLMBackend(Backend):
             if gguf:
                 path = str(Path(path) / gguf)
             llm = vllm.LLM(model=path, tensor_parallel_size=tensor_parallel_size, **engine_kwargs)
-        self.llm = llm
-        if sampling_params is None:
+        self.llm, self.tokenizer = llm, tokenizer
+        self.vocab = vocab_size or (len(tokenizer) if tokenizer is not None else None)
+        self.lengths = _Lengths(min_new_tokens, max_new_tokens)
+        self.sampling_params = sampling_params  # one for every window, when given
+        self._sampling: dict[tuple[int, int], object] = {}
+        self._quiet = {}
+        for method in ("generate", "chat"):
             try:
-                from vllm import SamplingParams
-
-                sampling_params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens)
-            except ImportError:
-                sampling_params = _GreedySampling(max_tokens=max_new_tokens)
-        self.sampling_params = sampling_params
+                self._quiet[method] = {"use_tqdm": False} if "use_tqdm" in inspect.signature(getattr(llm, method)).parameters else {}
+            except (AttributeError, TypeError, ValueError):
+                self._quiet[method] = {}
 
     def __repr__(self) -> str:
         return f"VLLMBackend({self.model_name!r})"
 
+    render = TransformersBackend.render
+
+    def _params(self, low: int, high: int):
+        """Greedy ``vllm.SamplingParams`` for ``low``..``high`` new tokens (the stand-in without vLLM)."""
+        if self.sampling_params is not None:
+            return self.sampling_params
+        if (low, high) not in self._sampling:
+            kw = dict(temperature=0.0, max_tokens=high, min_tokens=low, detokenize=self.tokenizer is None)
+            try:
+                from vllm import SamplingParams
+            except ImportError:
+                SamplingParams = _GreedySampling
+            self._sampling[low, high] = SamplingParams(**kw)
+        return self._sampling[low, high]
+
     def generate(self, requests: list[Request]) -> list[Answer]:
         if not requests:
             return []
-        t0 = time.perf_counter()
-        outputs: list = [None] * len(requests)
-        fixed = [i for i, r in enumerate(requests) if r.text is not None]
-        chat = [i for i, r in enumerate(requests) if r.text is None]
-        if fixed:
-            for i, out in zip(fixed, self.llm.generate([requests[i].text for i in fixed], self.sampling_params)):
-                outputs[i] = out
-        if chat:
-            for i, out in zip(chat, self.llm.chat([requests[i].messages for i in chat], self.sampling_params)):
-                outputs[i] = out
-        seconds = (time.perf_counter() - t0) / len(requests)
-        answers = []
-        for req, out in zip(requests, outputs):
-            completion = out.outputs[0]
-            prompt = out.prompt if getattr(out, "prompt", None) is not None else (req.text or "")
-            prompt_ids = getattr(out, "prompt_token_ids", None)
-            answers.append(Answer(completion.text, prompt, len(prompt_ids) if prompt_ids is not None else None,
-                                  len(completion.token_ids), seconds))
+        tokenizer = self.tokenizer if self.tokenizer is not None else getattr(self.llm, "get_tokenizer", lambda: None)()
+        answers: list = [None] * len(requests)
+        groups = _groups(requests, lambda r: (self.lengths(tokenizer, len(r.docids)), r.text is None))
+        for ((low, high), chat), members in groups.items():
+            params = self._params(low, high)
+            t0 = time.perf_counter()
+            if self.tokenizer is not None:
+                texts = [self.render(requests[i]) for i in members]
+                ids = [self.tokenizer(t, add_special_tokens=requests[i].text is not None)["input_ids"]
+                       for i, t in zip(members, texts)]
+                ids = [_fold(x, self.vocab) for x in ids]
+                outputs = self.llm.generate([{"prompt_token_ids": x} for x in ids], params,
+                                            **self._quiet["generate"])
+            elif chat:
+                outputs = self.llm.chat([requests[i].messages for i in members], params, **self._quiet["chat"])
+            else:
+                outputs = self.llm.generate([requests[i].text for i in members], params, **self._quiet["generate"])
+            seconds = (time.perf_counter() - t0) / len(members)
+            for k, (i, out) in enumerate(zip(members, outputs)):
+                completion, req = out.outputs[0], requests[i]
+                new = list(completion.token_ids)
+                if self.tokenizer is not None:
+                    text = self.tokenizer.decode([t for t in new if t < len(self.tokenizer)], skip_special_tokens=True)
+                    answers[i] = Answer(text, texts[k], len(ids[k]), len(new), seconds)
+                    continue
+                prompt = out.prompt if getattr(out, "prompt", None) is not None else (req.text or "")
+                prompt_ids = getattr(out, "prompt_token_ids", None)
+                answers[i] = Answer(completion.text, prompt, len(prompt_ids) if prompt_ids is not None else None,
+                                    len(new), seconds)
         return answers
 
 
@@ -303,19 +422,21 @@ def make_backend(kind: str, **kwargs) -> Backend:
     return cls(**kwargs)
 
 
-def live_backend(backend: str, model: str | None, max_new_tokens: int = 120, threads: int | None = None,
-                 tensor_parallel_size: int = 1, engine: dict | None = None) -> Backend:
+def live_backend(backend: str, model: str | None, max_new_tokens: int | str = 120, threads: int | None = None,
+                 tensor_parallel_size: int = 1, engine: dict | None = None,
+                 min_new_tokens: int | str | None = None) -> Backend:
     """A live backend (``transformers`` or ``vllm``) from a profile's teacher settings or the command line.
 
     ``engine``: vLLM engine arguments (``max_model_len``, ``gpu_memory_utilization``,
     ``quantization``, ...); the transformers backend ignores them, as it does
     ``tensor_parallel_size``. ``threads`` is the transformers backend's alone.
+    ``min_new_tokens`` / ``max_new_tokens``: see :class:`TransformersBackend`.
     """
     if backend not in ("transformers", "vllm"):
         raise ValueError(f"live backend {backend!r}: use transformers or vllm (replay answers from a log)")
     if not model:
         raise ValueError(f"the {backend} backend needs a model")
+    lengths = dict(max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens)
     if backend == "vllm":
-        return make_backend("vllm", model=model, tensor_parallel_size=tensor_parallel_size,
-                            max_new_tokens=max_new_tokens, **(engine or {}))
-    return make_backend("transformers", model_name_or_path=model, max_new_tokens=max_new_tokens, threads=threads)
+        return make_backend("vllm", model=model, tensor_parallel_size=tensor_parallel_size, **lengths, **(engine or {}))
+    return make_backend("transformers", model_name_or_path=model, threads=threads, **lengths)

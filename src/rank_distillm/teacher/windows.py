@@ -54,6 +54,16 @@ def window_schedule(n: int, window: int = 20, stride: int = 10, depth: int = 100
         end -= stride
 
 
+def windows_per_query(depth: int, window: int = 20, stride: int = 10) -> int:
+    """How many windows one query of ``depth`` candidates takes: the length of its :func:`window_schedule`.
+
+    ``ceil((depth - window) / stride) + 1`` for ``depth > window`` (100 / 20 / 10: nine), one
+    for ``1 < depth <= window``, none for a single passage. The cost model and the budgets
+    count windows with this function.
+    """
+    return len(window_schedule(depth, window, stride, depth))
+
+
 # --------------------------------------------------------------------------- parsing
 
 
@@ -158,9 +168,6 @@ class TeacherResult:
     run: Run
     windows: list[dict] = field(default_factory=list)
     resumed: int = 0
-
-    def rankings(self) -> dict[str, list[str]]:
-        return {qid: list(docs) for qid, docs in self.run.items()}
 
 
 class _Query:

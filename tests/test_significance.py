@@ -12,7 +12,7 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.weightstats import DescrStatsW
 
-from rank_distillm import statistics
+from rank_distillm import significance
 from rank_distillm.evaluation import per_query
 
 from .conftest import DL19
@@ -26,23 +26,23 @@ def dl19_scores(runs_dir) -> pd.DataFrame:
 
 
 def test_mean_ci_by_hand():
-    mean, low, high = statistics.mean_ci([1, 2, 3, 4, 5])
+    mean, low, high = significance.mean_ci([1, 2, 3, 4, 5])
     half = 2.7764451051977987 * math.sqrt(2.5) / math.sqrt(5)  # t(0.975, 4) * sd / sqrt(n)
     assert (mean, low, high) == pytest.approx((3.0, 3.0 - half, 3.0 + half))
 
 
 def test_mean_ci_matches_statsmodels(dl19_scores):
     for system in dl19_scores:
-        mean, low, high = statistics.mean_ci(dl19_scores[system])
+        mean, low, high = significance.mean_ci(dl19_scores[system])
         assert (low, high) == pytest.approx(DescrStatsW(dl19_scores[system].to_numpy()).tconfint_mean(0.05))
         assert mean == pytest.approx(dl19_scores[system].mean())
 
 
 def test_holm_by_hand():
     # sorted 0.01, 0.03, 0.04 -> x3, x2, x1 = 0.03, 0.06, 0.04 -> monotone: 0.03, 0.06, 0.06
-    assert statistics.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
-    assert statistics.holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])  # capped at 1
-    out = statistics.holm([np.nan, 0.01, 0.04])  # nan is no comparison: 2 tests, not 3
+    assert significance.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert significance.holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])  # capped at 1
+    out = significance.holm([np.nan, 0.01, 0.04])  # nan is no comparison: 2 tests, not 3
     assert np.isnan(out[0]) and out[1:] == pytest.approx([0.02, 0.04])
 
 
@@ -51,14 +51,14 @@ def test_paired_t_by_hand():
     d = a - b  # 0.4 0.1 0.1 0 0.3
     t = d.mean() / (d.std(ddof=1) / math.sqrt(len(d)))
     p = 2 * stats.t.sf(abs(t), len(d) - 1)
-    table = statistics.paired_tests(pd.DataFrame({"a": a, "b": b}), baseline="b")
+    table = significance.paired_tests(pd.DataFrame({"a": a, "b": b}), baseline="b")
     assert table.loc["a", "t"] == pytest.approx(t) and table.loc["a", "p"] == pytest.approx(p)
     assert table.loc["a", "diff"] == pytest.approx(0.18)
     assert math.isnan(table.loc["b", "p"]) and not table.loc["b", "significant"]
 
 
 def test_paired_tests_match_scipy_and_statsmodels(dl19_scores):
-    table = statistics.paired_tests(dl19_scores, baseline="rankvicuna")
+    table = significance.paired_tests(dl19_scores, baseline="rankvicuna")
     raw = []
     for system in ["bm25", "rankgpt"]:
         ref = stats.ttest_rel(dl19_scores[system], dl19_scores["rankvicuna"])
@@ -76,7 +76,7 @@ def test_paired_tests_match_scipy_and_statsmodels(dl19_scores):
 
 def test_identical_system_is_not_significant(dl19_scores):
     scores = dl19_scores.assign(copy=dl19_scores["rankvicuna"])
-    table = statistics.paired_tests(scores, baseline="rankvicuna")
+    table = significance.paired_tests(scores, baseline="rankvicuna")
     assert table.loc["copy", "p"] == 1.0 and not table.loc["copy", "significant"]
 
 
@@ -90,25 +90,25 @@ def test_identical_system_is_not_significant(dl19_scores):
 )
 def test_paired_tests_bad_input(scores, message):
     with pytest.raises(ValueError, match=message):
-        statistics.paired_tests(scores, baseline="b")
+        significance.paired_tests(scores, baseline="b")
 
 
 def test_kendall_tau_by_hand():
     ref = {"q": {"a": 4, "b": 3, "c": 2, "d": 1}}
-    assert statistics.kendall_tau({"q": {"b": 4, "a": 3, "c": 2, "d": 1}}, ref) == {"q": pytest.approx(4 / 6)}
-    assert statistics.kendall_tau({"q": {"d": 4, "c": 3, "b": 2, "a": 1}}, ref) == {"q": pytest.approx(-1.0)}
+    assert significance.kendall_tau({"q": {"b": 4, "a": 3, "c": 2, "d": 1}}, ref) == {"q": pytest.approx(4 / 6)}
+    assert significance.kendall_tau({"q": {"d": 4, "c": 3, "b": 2, "a": 1}}, ref) == {"q": pytest.approx(-1.0)}
     # only shared passages count; a query missing from the reference is skipped
-    assert statistics.kendall_tau({"q": {"a": 2, "x": 1.5, "c": 1}, "z": {"a": 1, "b": 0}}, ref) == {"q": pytest.approx(1.0)}
+    assert significance.kendall_tau({"q": {"a": 2, "x": 1.5, "c": 1}, "z": {"a": 1, "b": 0}}, ref) == {"q": pytest.approx(1.0)}
 
 
 def test_teacher_ndcg_by_hand():
     teacher = {"q": {"a": 3, "b": 2, "c": 1, "d": 0}}
-    assert statistics.ranking_qrels(teacher, depth=3) == {"q": {"a": 3, "b": 2, "c": 1, "d": 0}}
-    got = statistics.teacher_ndcg({"q": {"b": 4, "a": 3, "c": 2, "d": 1}}, teacher, depth=3)
+    assert significance.ranking_qrels(teacher, depth=3) == {"q": {"a": 3, "b": 2, "c": 1, "d": 0}}
+    got = significance.teacher_ndcg({"q": {"b": 4, "a": 3, "c": 2, "d": 1}}, teacher, depth=3)
     dcg = 2 / math.log2(2) + 3 / math.log2(3) + 1 / math.log2(4)  # linear gains, as trec_eval
     idcg = 3 / math.log2(2) + 2 / math.log2(3) + 1 / math.log2(4)
     assert got == {"q": pytest.approx(dcg / idcg)}
-    assert statistics.teacher_ndcg(teacher, teacher, depth=3) == {"q": pytest.approx(1.0)}
+    assert significance.teacher_ndcg(teacher, teacher, depth=3) == {"q": pytest.approx(1.0)}
 
 
 def test_agreement_on_real_runs(runs_dir):
@@ -117,8 +117,8 @@ def test_agreement_on_real_runs(runs_dir):
     teacher = read_run(runs_dir / "trec-dl-2020/rankvicuna-7b.run")
     second = read_run(runs_dir / "trec-dl-2020/rankvicuna-7b-second-run.run")
     bm25 = read_run(runs_dir / "trec-dl-2020/bm25.run")
-    tau_second = np.mean(list(statistics.kendall_tau(second, teacher).values()))
-    tau_bm25 = np.mean(list(statistics.kendall_tau(bm25, teacher).values()))
+    tau_second = np.mean(list(significance.kendall_tau(second, teacher).values()))
+    tau_bm25 = np.mean(list(significance.kendall_tau(bm25, teacher).values()))
     # a second run of the same LLM agrees with the first more than BM25 (its input) does
     assert 0 < tau_bm25 < tau_second < 1
-    assert len(statistics.teacher_ndcg(bm25, teacher)) == 54
+    assert len(significance.teacher_ndcg(bm25, teacher)) == 54

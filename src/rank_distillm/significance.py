@@ -5,7 +5,8 @@ The protocol is the paper's: two-sided paired t-tests on per-query nDCG@10 betwe
 system and a baseline, with the Holm-Bonferroni correction across the comparisons. The
 tests come from ``scipy.stats.ttest_rel``, the correction from
 ``statsmodels.stats.multitest.multipletests(method="holm")``, Kendall's tau from
-``scipy.stats.kendalltau``; this module only arranges their inputs and outputs.
+``scipy.stats.kendalltau``; this module only arranges their inputs and outputs. (Its name is
+not ``statistics``, which would shadow the standard library's module of that name.)
 """
 
 from __future__ import annotations

@@ -1,0 +1,70 @@
+"""Efficiency: latency, throughput and peak memory of a cross-encoder student and an LLM teacher.
+
+The harness times the re-ranking of one query's top-``k`` (``k`` in the profile's depths),
+the student and the teacher each in a process of its own. One module per job:
+
+- :mod:`.specs`: a profile's ``student`` / ``teacher`` entry (model, device, ``from_config``);
+- :mod:`.student_runtimes`: the student in PyTorch (``CrossEncoder.predict``) or as an
+  exported ONNX graph run by ONNX Runtime (fp32, int8; ``-noarena``: its CPU memory arena
+  off) or OpenVINO;
+- :mod:`.teacher_engines`: the teacher on the book's own backends (``transformers`` or
+  vLLM), every answer exactly as long as a complete ranking when the profile forces it;
+- :mod:`.memory`: what a row's memory figures mean (peak RSS, CUDA allocator, or for vLLM
+  the weights plus the KV cache used);
+- :mod:`.harness`: :func:`measure` (in this process), :func:`measure_in_subprocess`, and
+  the resumable JSONL rows of a benchmark;
+- :mod:`.report`: :func:`run_bench` (the profile's benchmark), :func:`summarise`,
+  :func:`ratios`, :func:`backend_quality`;
+- :mod:`.cli`: ``rank-distillm bench``.
+
+Devices, dtypes and the memory meters are :mod:`rank_distillm.devices`'; the cost model that
+explains the ratios is :mod:`rank_distillm.cost_model`.
+"""
+
+from .cli import add_bench_arguments, bench_command
+from .harness import (
+    BENCH_ROW_FIELDS,
+    append_bench_row,
+    bench_key,
+    combine_records,
+    measure,
+    measure_in_subprocess,
+    read_bench_rows,
+)
+from .memory import KV_BLOCK, VLLM_MEMORY, ModelMemory
+from .report import PAPER_MEMORY_RATIO, PAPER_SPEEDUP, backend_quality, bench_candidates, ratios, run_bench, summarise
+from .specs import model_name, spec_device, use_config
+from .student_runtimes import (
+    NOARENA,
+    STUDENT_BACKENDS,
+    OnnxStudent,
+    count_parameters,
+    export_graph,
+    graph_path,
+    load_cross_encoder,
+    onnx_folder,
+    split_backend,
+    student_scorer,
+)
+from .teacher_engines import (
+    TEACHER_BACKENDS,
+    LoadedTeacher,
+    load_teacher,
+    load_vllm_teacher,
+    teacher_backend,
+    teacher_tokenizer,
+    vllm_engine_args,
+)
+
+__all__ = [
+    "add_bench_arguments", "bench_command",
+    "BENCH_ROW_FIELDS", "append_bench_row", "bench_key", "combine_records", "measure", "measure_in_subprocess",
+    "read_bench_rows",
+    "KV_BLOCK", "VLLM_MEMORY", "ModelMemory",
+    "PAPER_MEMORY_RATIO", "PAPER_SPEEDUP", "backend_quality", "bench_candidates", "ratios", "run_bench", "summarise",
+    "model_name", "spec_device", "use_config",
+    "NOARENA", "STUDENT_BACKENDS", "OnnxStudent", "count_parameters", "export_graph", "graph_path",
+    "load_cross_encoder", "onnx_folder", "split_backend", "student_scorer",
+    "TEACHER_BACKENDS", "LoadedTeacher", "load_teacher", "load_vllm_teacher", "teacher_backend", "teacher_tokenizer",
+    "vllm_engine_args",
+]

@@ -1,0 +1,184 @@
+"""The benchmark of a profile and its tables: each model in its own process, then summaries and ratios.
+
+:func:`run_bench` times the student (each backend of the profile) and the teacher on the
+same queries; :func:`summarise` turns the rows into one line per model and depth,
+:func:`ratios` into teacher/student ratios; :func:`backend_quality` checks that a faster
+student runtime re-ranks as well as PyTorch.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+from ..data import Candidates, Run, load_candidates
+from .harness import bench_key, combine_records, measure_in_subprocess, read_bench_rows
+from .specs import model_name, spec_device
+from .student_runtimes import split_backend, student_scorer
+from .teacher_engines import teacher_backend
+
+# The paper's claim (abstract of Schlatt et al., ECIR 2025): the distilled cross-encoder
+# is up to 173x faster and 24x more memory efficient than the LLM re-ranker.
+PAPER_SPEEDUP = 173.0
+PAPER_MEMORY_RATIO = 24.0
+
+
+def summarise(rows: Sequence[dict], models: Sequence[dict] = ()) -> "pd.DataFrame":  # noqa: F821
+    """One row per (model, backend, depth): median latency, spread, throughput, tokens, memory."""
+    import pandas as pd
+
+    df = pd.DataFrame(list(rows))
+    keys = ["name", "kind", "backend", "depth"]
+    g = df.groupby(keys, sort=False)
+    out = g["seconds"].agg(median_s="median", min_s="min", max_s="max", runs="count")
+    out["p25_s"] = g["seconds"].quantile(0.25)
+    out["p75_s"] = g["seconds"].quantile(0.75)
+    out["pairs_per_s"] = g["pairs"].sum() / g["seconds"].sum()
+    for col in ("windows", "prompt_tokens", "generated_tokens"):
+        if col in df:
+            out[col] = g[col].mean()
+    out = out.reset_index()
+    if models:
+        mem = pd.DataFrame(list(models))[["name", "backend", "params", "peak_mb", "model_mb"]]
+        out = out.merge(mem, on=["name", "backend"], how="left")
+    return out
+
+
+def ratios(summary: "pd.DataFrame", student: str | None = None, teacher: str | None = None,  # noqa: F821
+           student_backend: str = "torch") -> "pd.DataFrame":  # noqa: F821
+    """Teacher/student ratios per depth both were timed at: latency, throughput, memory."""
+    import pandas as pd
+
+    s = summary[(summary["kind"] == "student") & (summary["backend"] == student_backend)]
+    t = summary[summary["kind"] == "teacher"]
+    if student:
+        s = s[s["name"] == student]
+    if teacher:
+        t = t[t["name"] == teacher]
+    m = s.merge(t, on="depth", suffixes=("_student", "_teacher"))
+    out = pd.DataFrame({
+        "depth": m["depth"], "student": m["name_student"], "teacher": m["name_teacher"],
+        "student_s": m["median_s_student"], "teacher_s": m["median_s_teacher"],
+        "speedup": m["median_s_teacher"] / m["median_s_student"],
+        "throughput_ratio": m["pairs_per_s_student"] / m["pairs_per_s_teacher"],
+    })
+    if "model_mb_student" in m:
+        out["student_mb"] = m["model_mb_student"]
+        out["teacher_mb"] = m["model_mb_teacher"]
+        out["memory_ratio"] = m["model_mb_teacher"] / m["model_mb_student"]
+        out["peak_ratio"] = m["peak_mb_teacher"] / m["peak_mb_student"]
+    return out
+
+
+def bench_candidates(P: dict) -> list[Candidates]:
+    """The queries and passages every model is timed on (the same for all)."""
+    return load_candidates(P["dataset"], P["first_stage"], depth=max(P["student_depths"] + P["teacher_depths"]),
+                           max_queries=P["queries"])
+
+
+def run_bench(P: dict, depths: Sequence[int] | None = None, log=print, out: str | os.PathLike | None = None) -> dict:
+    """The profile's benchmark: the student (each backend) and the teacher, each in its own process.
+
+    ``P`` is ``load_profile(name)["efficiency"]``; ``depths`` replaces both depth lists. The
+    teacher runs on the engine its ``backend`` field picks (:func:`.teacher_engines.teacher_backend`).
+
+    ``out``: a JSONL file of measured rows, one line per (model, backend, depth, device),
+    each written and flushed as soon as it is measured. Rows already in the file are not
+    measured again, so a benchmark that was interrupted resumes where it stopped (a
+    half-written last line is dropped; a malformed line elsewhere is an error naming file and
+    line). The result holds this benchmark's rows, from the file; rows of other settings
+    in the same file stay there but are left out.
+
+    Returns ``{"models": [...], "rows": [...], "summary": [...], "ratios": [...], "paper": {...}}``
+    (plain lists of dicts).
+    """
+    student_depths = list(depths or P["student_depths"])
+    teacher_depths = list(depths or P["teacher_depths"])
+    cands = bench_candidates({**P, "student_depths": student_depths, "teacher_depths": teacher_depths})
+    jobs = [("student", P["student"], student_depths, b, cands, P["repeats"]) for b in P["student_backends"]]
+    jobs.append(("teacher", P["teacher"], teacher_depths, teacher_backend(P["teacher"]), cands[: P["teacher_queries"]],
+                 P["teacher_repeats"]))
+    done: set[tuple] = set()
+    if out is not None:
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        done = {bench_key(r) for r in read_bench_rows(out)}
+        if done:
+            log(f"[bench] {out}: {len(done)} row(s) already measured, not measured again")
+    planned: list[tuple] = []
+    records = []
+    for kind, spec, ds, backend, qs, repeats in jobs:
+        if not ds:
+            continue
+        name, device = model_name(spec), spec_device(spec)
+        keys = [(name, backend, int(d), device) for d in ds]
+        planned.extend(keys)
+        todo = [d for d, key in zip(ds, keys) if key not in done]
+        if not todo:
+            log(f"[bench] {kind} {spec['model']} ({backend}): depths {ds} already in {out}")
+            continue
+        log(f"[bench] {kind} {spec['model']} ({backend}) at depths {todo}, {len(qs)} queries x {repeats} ...")
+        try:
+            result = measure_in_subprocess(kind, spec, qs, todo, repeats, P["warmup"], backend, out=out)
+        except (RuntimeError, ImportError) as error:
+            if kind == "student" and backend != "torch":
+                log(f"[bench] skipped {backend}: {error}")
+                continue
+            raise
+        records.extend(result["records"])
+    if out is not None:
+        order = {key: i for i, key in enumerate(planned)}
+        records = sorted((r for r in read_bench_rows(out) if bench_key(r) in order), key=lambda r: order[bench_key(r)])
+    models, rows = combine_records(records)
+    summary = summarise(rows, models)
+    rat = ratios(summary)
+    return {
+        "models": models, "rows": rows, "summary": summary.to_dict("records"), "ratios": rat.to_dict("records"),
+        "paper": {"speedup": PAPER_SPEEDUP, "memory_ratio": PAPER_MEMORY_RATIO,
+                  "source": "Schlatt et al., ECIR 2025, abstract (the paper's numbers, not measured here)"},
+    }
+
+
+def backend_quality(P: dict, model: str | None = None, log=print) -> "pd.DataFrame":  # noqa: F821
+    """nDCG@10 on DL19 of re-ranking with each student backend, and the scores' agreement.
+
+    Re-ranks the first ``quality_queries`` queries' top-``quality_depth`` with the torch
+    model and with every other backend; reports nDCG@10, its change against torch, the
+    largest absolute score difference and the Kendall tau of the scores.
+    """
+    import numpy as np
+    import pandas as pd
+    from scipy.stats import kendalltau
+
+    from ..evaluation import evaluate_run
+
+    spec = {**P["student"], **({"model": model} if model else {})}
+    cands = load_candidates(P["dataset"], P["first_stage"], depth=P["quality_depth"], max_queries=P["quality_queries"])
+    pairs = [(c.query, t) for c in cands for t in c.texts]
+    scores = {}
+    for backend in P["student_backends"]:
+        runtime, _ = split_backend(backend)
+        if runtime != backend and runtime in scores:  # the same graph without the memory arena: the same scores
+            scores[backend] = scores[runtime]
+            continue
+        try:
+            predict, _ = student_scorer(spec, backend)
+        except ImportError as error:
+            log(f"[quality] skipped {backend}: {error}")
+            continue
+        scores[backend] = np.asarray(predict(pairs), dtype=np.float64)
+    rows = []
+    for backend, s in scores.items():
+        run, k = Run(), 0
+        for c in cands:
+            own = s[k : k + len(c)]
+            k += len(c)
+            run[c.qid] = {d: float(v) for d, v in zip(c.docids, own)}
+        ndcg = evaluate_run(run, P["dataset"], ["nDCG@10"])["nDCG@10"]
+        ref = scores["torch"]
+        rows.append({"backend": backend, "nDCG@10": ndcg, "max_abs_diff": float(np.abs(s - ref).max()),
+                     "kendall_tau": float(kendalltau(s, ref).statistic)})
+    df = pd.DataFrame(rows)
+    df["nDCG@10 change"] = df["nDCG@10"] - df.loc[df["backend"] == "torch", "nDCG@10"].iloc[0]
+    return df

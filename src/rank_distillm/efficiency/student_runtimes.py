@@ -1,0 +1,272 @@
+"""The student's runtimes: PyTorch (``CrossEncoder.predict``), or its graph exported to ONNX and run by
+ONNX Runtime (fp32, or int8 dynamic quantisation of the weights) or by OpenVINO.
+
+``student_scorer(spec, backend)`` gives ``predict(pairs) -> scores`` for a benchmark spec
+(:mod:`.specs`) and a backend of :data:`STUDENT_BACKENDS`. A backend name ending in
+``-noarena`` runs the same ONNX Runtime graph with its CPU memory arena off (a memory figure
+without the arena's cached blocks; see :class:`OnnxStudent`).
+
+Graphs are exported once per model, into the cache (:func:`onnx_folder`), in a child
+process, so that the process whose memory is measured never holds the PyTorch weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Sequence
+
+from ..data import cache_dir
+from .specs import spec_device, use_config
+
+NOARENA = "-noarena"
+STUDENT_BACKENDS = ("torch", "onnx", "onnx-int8", "openvino", "onnx" + NOARENA, "onnx-int8" + NOARENA)
+
+
+def split_backend(backend: str) -> tuple[str, bool]:
+    """``(runtime, arena)`` of a student backend: ``onnx-int8-noarena`` -> ``("onnx-int8", False)``."""
+    if backend.endswith(NOARENA) and backend[: -len(NOARENA)] in ("onnx", "onnx-int8"):
+        return backend[: -len(NOARENA)], False
+    if backend not in STUDENT_BACKENDS:
+        raise ValueError(f"unknown student backend {backend!r}: use one of {STUDENT_BACKENDS}")
+    return backend, True
+
+
+# --------------------------------------------------------------------------- PyTorch
+
+
+def student_path(spec: dict) -> str:
+    """The student's folder or hub id; a random-weight folder of its ``from_config`` architecture when offline."""
+    from ..models import from_config_student, resolve_model
+
+    return from_config_student(spec["from_config"], spec.get("tokenizer")) if use_config(spec) else resolve_model(spec["model"])
+
+
+def load_cross_encoder(spec: dict):
+    """A ``CrossEncoder`` for the spec (``model``, ``max_length``, ``device``, ``dtype``, ``from_config``).
+
+    A trained student of the book (a folder with ``modules.json``) is loaded with
+    :func:`rank_distillm.student.load_student`, whatever its head; a backbone gets a new,
+    seeded scoring head.
+    """
+    import torch
+    from sentence_transformers import CrossEncoder
+
+    from ..student import load_student
+
+    path = student_path(spec)
+    torch.manual_seed(spec.get("seed", 0))  # an untrained head starts from the same random weights
+    kwargs = {}
+    if spec.get("dtype") and spec["dtype"] != "float32":
+        kwargs["model_kwargs"] = {"dtype": getattr(torch, spec["dtype"])}
+    if Path(path).is_dir() and (Path(path) / "modules.json").is_file() and not kwargs:
+        model = load_student(path, device=spec_device(spec), max_length=spec.get("max_length", 256))
+    else:
+        model = CrossEncoder(path, num_labels=1, max_length=spec.get("max_length", 256), device=spec_device(spec), **kwargs)
+    model.eval()
+    return model
+
+
+def count_parameters(model) -> int:
+    """Parameters of a ``CrossEncoder`` (or any module), or the count an :class:`OnnxStudent` read beside its graph."""
+    if isinstance(getattr(model, "params", None), int):
+        return model.params
+    inner = getattr(model, "model", model)
+    return int(sum(p.numel() for p in inner.parameters()))
+
+
+# --------------------------------------------------------------------------- exported graphs
+
+
+class OnnxStudent:
+    """A cross-encoder exported to ONNX (:func:`export_graph`), run by ONNX Runtime or OpenVINO.
+
+    ``backend``: ``onnx`` (fp32), ``onnx-int8`` (ONNX Runtime dynamic int8 quantisation of
+    the weights: ``onnxruntime.quantization.quantize_dynamic``) or ``openvino`` (the same
+    ONNX graph compiled by OpenVINO for the CPU), from the graphs in ``folder``; only the
+    tokenizer is needed beside them, never the PyTorch weights. ``predict`` returns raw
+    logits, like ``CrossEncoder.predict(..., activation_fn=Identity())``.
+
+    ``arena=False`` (the backends ``onnx-noarena``, ``onnx-int8-noarena``) builds the ONNX
+    Runtime session with ``SessionOptions.enable_cpu_mem_arena = False``: intermediate
+    tensors are then allocated with ``malloc`` and freed after each run, instead of being
+    carved from ONNX Runtime's CPU arena, which grows in large chunks and keeps them. Through
+    sentence-transformers' own ONNX backend the same option would be
+    ``model_kwargs={"provider": "CPUExecutionProvider", "session_options": options}``
+    (passed on to optimum's ``ORTModel.from_pretrained``).
+
+    sentence-transformers' own ``backend="onnx"`` / ``"openvino"`` path goes through
+    ``optimum-onnx`` / ``optimum-intel``; their releases on PyPI pin ``transformers<4.58``
+    (or another ``torch``), so the graph is exported here with ``torch.onnx`` instead.
+    """
+
+    def __init__(self, tokenizer, max_length: int, backend: str, folder: str | os.PathLike, arena: bool = True):
+        folder = Path(folder)
+        self.backend = backend
+        self.arena = arena
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.input_names = _input_names(tokenizer)
+        # written beside the graph by export_graph: the parameter count, and what the student's own
+        # preprocessing puts before a passage (student.passage_prefix)
+        info_path = folder / "params.json"
+        info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+        self.params = info.get("params")
+        self.passage_prefix = info.get("passage_prefix", "")
+        path = graph_path(folder, backend)
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: the {backend} graph has not been exported (export_graph)")
+        self.graph_bytes = path.stat().st_size  # the weights, as stored (int8: about a quarter of fp32)
+        if backend == "openvino":
+            try:
+                import openvino as ov
+            except ImportError:
+                raise ImportError("the openvino backend needs OpenVINO: pip install openvino") from None
+            compiled = ov.Core().compile_model(str(path), "CPU")
+            self._run = lambda feeds: compiled(feeds)[0]
+        else:
+            import onnxruntime as ort
+
+            options = ort.SessionOptions()
+            options.enable_cpu_mem_arena = arena
+            session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+            self.session_options = options
+            self._run = lambda feeds: session.run(None, feeds)[0]
+
+    def predict(self, pairs, batch_size: int = 32, **_) -> "np.ndarray":  # noqa: F821
+        import numpy as np
+
+        out = []
+        for i in range(0, len(pairs), batch_size):
+            chunk = pairs[i : i + batch_size]
+            enc = self.tokenizer([p[0] for p in chunk], [self.passage_prefix + p[1] for p in chunk], padding=True,
+                                 truncation="longest_first", max_length=self.max_length, return_tensors="np")
+            feeds = {k: enc[k].astype(np.int64) for k in self.input_names}
+            out.append(np.asarray(self._run(feeds)).reshape(len(chunk), -1)[:, 0])
+        return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+
+
+def _input_names(tokenizer) -> list[str]:
+    """The graph's inputs: the tokenizer's model inputs among ``input_ids``, ``attention_mask``, ``token_type_ids``."""
+    return [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in tokenizer.model_input_names]
+
+
+def graph_path(folder: str | os.PathLike, backend: str) -> Path:
+    """The graph a backend runs: ``model.onnx`` (onnx, openvino) or ``model_int8.onnx`` (onnx-int8)."""
+    backend = split_backend(backend)[0]
+    if backend not in ("onnx", "onnx-int8", "openvino"):
+        raise ValueError(f"{backend!r} runs no exported graph: the graph backends are onnx, onnx-int8, openvino"
+                         f" (and the {NOARENA} variants of the onnx ones)")
+    return Path(folder) / ("model_int8.onnx" if backend == "onnx-int8" else "model.onnx")
+
+
+def export_graph(cross_encoder, backend: str, folder: str | os.PathLike) -> Path:
+    """Export (once) the graph ``backend`` runs, and the parameter count and passage prefix beside it; its path."""
+    from ..student import passage_prefix
+
+    folder = Path(folder)
+    path = export_onnx(cross_encoder, folder / "model.onnx", _input_names(cross_encoder.tokenizer))
+    if split_backend(backend)[0] == "onnx-int8":
+        path = quantize_int8(path, folder / "model_int8.onnx")
+    info = folder / "params.json"
+    if not info.exists():
+        info.write_text(json.dumps({"params": count_parameters(cross_encoder), "passage_prefix": passage_prefix(cross_encoder)}))
+    return path
+
+
+def _export_for_spec(spec: dict, backend: str, folder: str) -> None:
+    """Export a student's graph into ``folder``, in a process of its own (its PyTorch weights stay there)."""
+    export_graph(load_cross_encoder(spec), backend, folder)
+
+
+def export_onnx(cross_encoder, path: Path, input_names: Sequence[str]) -> Path:
+    """Export a CrossEncoder's model to ONNX (dynamic batch and sequence axes), once; the path."""
+    path = Path(path)
+    if path.exists():
+        return path
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        raise ImportError("the onnx backends need onnx and onnxruntime: pip install 'rank-distillm[fast]'") from None
+    import torch
+
+    cross_encoder = cross_encoder.float().to("cpu").eval()
+
+    class Logits(torch.nn.Module):
+        """The whole scoring path (backbone and head, whichever head): features -> scores."""
+
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, *inputs):
+            return self.inner(dict(zip(input_names, inputs)))["scores"]
+
+    enc = cross_encoder.tokenizer(["a query"] * 2, ["a passage to score", "another one"], padding=True, return_tensors="pt")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}.onnx")
+    with torch.no_grad():
+        torch.onnx.export(
+            Logits(cross_encoder), tuple(enc[n] for n in input_names), str(tmp), input_names=list(input_names),
+            output_names=["logits"], dynamic_axes={n: {0: "batch", 1: "sequence"} for n in input_names},
+            opset_version=17, dynamo=False,
+        )
+    os.replace(tmp, path)
+    return path
+
+
+def quantize_int8(fp32: Path, path: Path) -> Path:
+    """ONNX Runtime's dynamic int8 quantisation of the weights (activations quantised on the fly)."""
+    if not path.exists():
+        import logging
+
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        logging.getLogger().setLevel(logging.ERROR)  # "consider pre-processing" warning
+        tmp = path.with_suffix(f".tmp{os.getpid()}.onnx")
+        quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8)
+        os.replace(tmp, path)
+    return path
+
+
+def onnx_folder(model_path: str) -> Path:
+    """Where the exported graphs of a model live (in the cache, keyed by the model's path)."""
+    key = hashlib.sha1(str(Path(model_path).resolve()).encode()).hexdigest()[:12]
+    return cache_dir() / "efficiency" / "onnx" / f"{Path(model_path).name}-{key}"
+
+
+# --------------------------------------------------------------------------- one scorer per backend
+
+
+def student_scorer(spec: dict, backend: str = "torch"):
+    """``(predict(pairs) -> scores, model)`` for a student spec and a backend of :data:`STUDENT_BACKENDS`."""
+    import torch
+
+    batch_size = spec.get("batch_size", 32)
+    runtime, arena = split_backend(backend)
+    if runtime == "torch":
+        model = load_cross_encoder(spec)
+        identity = torch.nn.Identity()
+
+        def predict(pairs):
+            return model.predict(pairs, batch_size=batch_size, show_progress_bar=False, activation_fn=identity)
+
+        return predict, model
+    # The graph is exported in a child process, so that this process (whose memory is measured)
+    # holds only the tokenizer and the runtime's graph, never the PyTorch weights.
+    import multiprocessing
+
+    from transformers import AutoTokenizer
+
+    folder = onnx_folder(student_path(spec))
+    if not graph_path(folder, backend).exists() or not (folder / "params.json").exists():
+        child = multiprocessing.get_context("spawn").Process(target=_export_for_spec, args=(spec, runtime, str(folder)))
+        child.start()
+        child.join()
+        if child.exitcode != 0:
+            raise RuntimeError(f"exporting the {backend} graph of {spec.get('model')} failed (exit code {child.exitcode})")
+    tokenizer = AutoTokenizer.from_pretrained(student_path(spec))
+    onnx = OnnxStudent(tokenizer, spec.get("max_length", 256), runtime, folder, arena)
+    return (lambda pairs: onnx.predict(pairs, batch_size=batch_size)), onnx
