@@ -295,8 +295,8 @@ def _window_log(group: list[Source], raw: Path, out: Path) -> None:
         result = sliding_window_rerank(candidates, Recorded(records, offsets), prompt=o["prompt"], window=o["window"],
                                        stride=o["stride"], depth=o["depth"], progress=False)
         reference = read_run(out / o["reproduces"])
-        for qid, ranking in result.rankings().items():
-            if ranking != list(reference[qid]):
+        for qid in result.run:
+            if result.run.ranking(qid) != reference.ranking(qid):
                 raise DataError(f"replaying {s.path} does not reproduce {o['reproduces']} for query {qid}")
         lines = [json.dumps({k: w[k] for k in LOG_FIELDS}, ensure_ascii=False) + "\n" for w in result.windows]
         _write_bytes(out / s.to, "".join(lines).encode("utf-8"))
