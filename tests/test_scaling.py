@@ -109,6 +109,12 @@ class _FakeLLM:
     def __init__(self, **kwargs):
         type(self).made.append(kwargs)
 
+    def get_tokenizer(self):  # one token per word: what the context check counts with
+        from types import SimpleNamespace
+
+        return SimpleNamespace(encode=lambda text: text.split(),
+                               apply_chat_template=lambda m, **kw: " ".join(x["content"] for x in m))
+
     def chat(self, conversations, sampling_params):
         from types import SimpleNamespace
 
@@ -133,7 +139,8 @@ def test_teach_resolves_the_gpu_profile():
     assert (args.dataset, args.candidates, args.backend, args.model) == (
         "msmarco-passage/train/judged", "colbertv2.run", "vllm", "castorini/rank_zephyr_7b_v1_full")
     assert (args.prompt, args.window, args.stride, args.depth, args.max_words) == ("rankzephyr", 20, 10, 100, 300)
-    assert (args.max_queries, args.max_new_tokens, args.batch_size, args.tensor_parallel_size) == (10000, 120, 64, 1)
+    assert (args.max_queries, args.max_new_tokens, args.batch_size, args.tensor_parallel_size) == (10000, "ranking", 64, 1)
+    assert (args.min_new_tokens, args.context_size) == ("ranking", 4096)  # rank_llm at fd40109
     assert args.engine == {"max_model_len": 4096}
     # what the command line gives wins; without a profile the old defaults hold
     args = _teach_args("--profile", "gpu", "--candidates", "bm25.run", "--max-queries", "5", "--depth", "20",
@@ -179,6 +186,8 @@ def test_teach_with_the_gpu_profile_builds_vllm_with_its_engine_arguments(monkey
     _FakeLLM.made.clear()
     monkeypatch.setattr(teach_cli, "load_candidates", fake_candidates)
     monkeypatch.setattr(backends, "_import_vllm", lambda: SimpleNamespace(LLM=_FakeLLM))
+    # "ranking" answer lengths need RankZephyr's tokenizer (from the hub): 39 tokens stand in for it here
+    monkeypatch.setattr(backends, "output_tokens", lambda model, window, mx, mn: (39 if mx == "ranking" else mx, 39 if mn == "ranking" else mn))
     from rank_distillm.cli import main
 
     out = tmp_path / "rankzephyr.run"

@@ -99,7 +99,7 @@ class TransformersBackend(Backend):
     name = "transformers"
 
     def __init__(self, model_name_or_path: str, gguf_file: str | None = None, device: str | None = None,
-                 dtype=None, max_new_tokens: int = 120, threads: int | None = None):
+                 dtype=None, max_new_tokens: int = 120, threads: int | None = None, min_new_tokens: int | None = None):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -119,7 +119,7 @@ class TransformersBackend(Backend):
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **kw).to(self.device).eval()
-        self.max_new_tokens = max_new_tokens
+        self.max_new_tokens, self.min_new_tokens = max_new_tokens, min_new_tokens
         eos = self.model.generation_config.eos_token_id
         eos = eos if isinstance(eos, list) else [eos]
         self.stop_ids = {i for i in [*eos, self.tokenizer.eos_token_id] if i is not None}
@@ -144,7 +144,7 @@ class TransformersBackend(Backend):
         t0 = time.perf_counter()
         with torch.inference_mode():
             out = self.model.generate(
-                **batch, max_new_tokens=self.max_new_tokens, do_sample=False,
+                **batch, max_new_tokens=self.max_new_tokens, min_new_tokens=self.min_new_tokens, do_sample=False,
                 pad_token_id=self.tokenizer.pad_token_id, temperature=None, top_p=None, top_k=None,
             )
         seconds = (time.perf_counter() - t0) / len(requests)
@@ -166,6 +166,7 @@ class _GreedySampling:
 
     temperature: float = 0.0
     max_tokens: int = 120
+    min_tokens: int = 0
 
 
 class VLLMBackend(Backend):
@@ -180,7 +181,7 @@ class VLLMBackend(Backend):
     name = "vllm"
 
     def __init__(self, model: str | None = None, tensor_parallel_size: int = 1, max_new_tokens: int = 120,
-                 llm=None, sampling_params=None, **engine_kwargs):
+                 llm=None, sampling_params=None, min_new_tokens: int | None = None, **engine_kwargs):
         self.model_name = model
         if llm is None:
             if model is None:
@@ -195,10 +196,15 @@ class VLLMBackend(Backend):
             try:
                 from vllm import SamplingParams
 
-                sampling_params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens)
+                sampling_params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens, min_tokens=min_new_tokens or 0)
             except ImportError:
-                sampling_params = _GreedySampling(max_tokens=max_new_tokens)
+                sampling_params = _GreedySampling(max_tokens=max_new_tokens, min_tokens=min_new_tokens or 0)
         self.sampling_params = sampling_params
+
+    @property
+    def tokenizer(self):
+        """The engine's tokenizer (what a prompt's length is counted with)."""
+        return self.llm.get_tokenizer()
 
     def __repr__(self) -> str:
         return f"VLLMBackend({self.model_name!r})"
@@ -297,19 +303,41 @@ def make_backend(kind: str, **kwargs) -> Backend:
     return cls(**kwargs)
 
 
-def live_backend(backend: str, model: str | None, max_new_tokens: int = 120, threads: int | None = None,
-                 tensor_parallel_size: int = 1, engine: dict | None = None) -> Backend:
+RANKING = "ranking"
+
+
+def output_tokens(model: str, window: int, max_new_tokens: int | str, min_new_tokens: int | str | None):
+    """``(max_new_tokens, min_new_tokens)`` with ``"ranking"`` replaced by the model's token length of a
+    full answer for ``window`` passages (:func:`~rank_distillm.teacher.prompts.ranking_tokens`; rank_llm
+    at fd40109 generates exactly that many tokens)."""
+    if RANKING not in (max_new_tokens, min_new_tokens):
+        return max_new_tokens, min_new_tokens
+    from transformers import AutoTokenizer
+
+    from .prompts import ranking_tokens
+
+    path, gguf = _split_model_name(model, None)
+    n = ranking_tokens(AutoTokenizer.from_pretrained(path, **({"gguf_file": gguf} if gguf else {})), window)
+    return tuple(n if v == RANKING else v for v in (max_new_tokens, min_new_tokens))
+
+
+def live_backend(backend: str, model: str | None, max_new_tokens: int | str = 120, threads: int | None = None,
+                 tensor_parallel_size: int = 1, engine: dict | None = None, min_new_tokens: int | str | None = None,
+                 window: int = 20) -> Backend:
     """A live backend (``transformers`` or ``vllm``) from a profile's teacher settings or the command line.
 
     ``engine``: vLLM engine arguments (``max_model_len``, ``gpu_memory_utilization``,
     ``quantization``, ...); the transformers backend ignores them, as it does
     ``tensor_parallel_size``. ``threads`` is the transformers backend's alone.
+    ``max_new_tokens``/``min_new_tokens`` ``"ranking"``: :func:`output_tokens` for ``window``.
     """
     if backend not in ("transformers", "vllm"):
         raise ValueError(f"live backend {backend!r}: use transformers or vllm (replay answers from a log)")
     if not model:
         raise ValueError(f"the {backend} backend needs a model")
+    max_new_tokens, min_new_tokens = output_tokens(model, window, max_new_tokens, min_new_tokens)
     if backend == "vllm":
         return make_backend("vllm", model=model, tensor_parallel_size=tensor_parallel_size,
-                            max_new_tokens=max_new_tokens, **(engine or {}))
-    return make_backend("transformers", model_name_or_path=model, max_new_tokens=max_new_tokens, threads=threads)
+                            max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, **(engine or {}))
+    return make_backend("transformers", model_name_or_path=model, max_new_tokens=max_new_tokens, threads=threads,
+                        min_new_tokens=min_new_tokens)

@@ -22,16 +22,16 @@ import argparse
 from pathlib import Path
 
 from ..data import DataError, load_candidates, resolve_path, write_run
-from .backends import BACKENDS, live_backend, make_backend
+from .backends import BACKENDS, RANKING, live_backend, make_backend
 from .prompts import TEMPLATES
 
 # what an argument is when neither the command line nor a profile sets it
 DEFAULTS = {"prompt": "rankzephyr", "window": 20, "stride": 10, "depth": 100, "max_words": None,
-            "max_new_tokens": 120, "batch_size": 8, "max_queries": None, "threads": None, "model": None,
-            "tensor_parallel_size": 1}
+            "max_new_tokens": 120, "min_new_tokens": None, "context_size": None, "batch_size": 8, "max_queries": None,
+            "threads": None, "model": None, "tensor_parallel_size": 1}
 # arguments taken from the field of the same name in the profile's teacher section
 PROFILE_FIELDS = ("dataset", "candidates", "backend", "model", "prompt", "window", "stride", "depth", "max_words",
-                  "max_new_tokens", "batch_size", "threads")
+                  "max_new_tokens", "min_new_tokens", "context_size", "batch_size", "threads")
 
 
 def add_teach_arguments(p) -> None:
@@ -48,13 +48,27 @@ def add_teach_arguments(p) -> None:
     p.add_argument("--stride", type=int, help="default 10")
     p.add_argument("--depth", type=int, help="default 100")
     p.add_argument("--max-words", type=int, help="words per passage (default 300 * 20 / window)")
-    p.add_argument("--max-new-tokens", type=int, help="default 120")
+    p.add_argument("--max-new-tokens", type=parse_tokens, help="a number or 'ranking' (the length of a full answer "
+                                                         "for the window, rank_llm's); default 120")
+    p.add_argument("--min-new-tokens", type=parse_tokens, help="a number or 'ranking'; default none")
+    p.add_argument("--context-size", type=int, help="shrink the words per passage until a prompt and a full answer "
+                                                    "fit this many tokens, as rank_llm does (RankZephyr: 4096); default: no check")
     p.add_argument("--batch-size", type=int, help="queries whose windows share one backend call (default 8)")
     p.add_argument("--max-queries", type=int, help="only the first N queries of the dataset")
     p.add_argument("--threads", type=int, help="torch CPU threads (transformers)")
     p.add_argument("--tensor-parallel-size", type=int, help="GPUs per engine (vllm; default 1)")
     p.add_argument("--tag", default=None, help="run tag (default: the backend and model)")
     p.add_argument("--out", required=True, help="the re-ranked run, written atomically at the end")
+
+
+def parse_tokens(text: str) -> int | str:
+    """A ``--max-new-tokens``/``--min-new-tokens`` value: a number, or ``ranking``."""
+    if text == RANKING:
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of tokens or {RANKING!r}, got {text!r}") from None
 
 
 def _missing_candidates(profile: str, dataset: str) -> DataError:
@@ -122,7 +136,8 @@ def _backend(args):
     if args.backend == "replay":
         return make_backend("replay", log_path=resolve_path(args.log))
     return live_backend(args.backend, args.model, max_new_tokens=args.max_new_tokens, threads=args.threads,
-                        tensor_parallel_size=args.tensor_parallel_size, engine=args.engine)
+                        tensor_parallel_size=args.tensor_parallel_size, engine=args.engine,
+                        min_new_tokens=args.min_new_tokens, window=args.window)
 
 
 def teach_command(args) -> int:
@@ -142,6 +157,7 @@ def teach_command(args) -> int:
     result = sliding_window_rerank(
         candidates, backend, prompt=args.prompt, window=args.window, stride=args.stride, depth=args.depth,
         max_words=args.max_words, log_path=log_path, batch_size=args.batch_size, progress=True,
+        context_size=args.context_size if args.backend != "replay" else None,
     )
     tag = args.tag or (f"{args.backend}-{Path(args.model).name}" if args.model else args.backend)
     write_run(result.run, out, tag=tag.replace(" ", "_"))

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from ..data import Candidates, DataError, Run, run_from_rankings
 from .backends import Backend, Request
 from .log import WindowLog
-from .prompts import PromptTemplate, default_max_words, get_template, render_fixed
+from .prompts import PromptTemplate, default_max_words, fit_window, get_template, ranking_tokens, render_fixed
 
 # --------------------------------------------------------------------------- schedule
 
@@ -148,6 +148,8 @@ def sliding_window_rerank(
     log_path: str | os.PathLike | None = None,
     batch_size: int = 8,
     progress: bool = True,
+    context_size: int | None = None,
+    tokenizer=None,
 ) -> TeacherResult:
     """Re-rank each query's candidates listwise with sliding windows.
 
@@ -157,6 +159,10 @@ def sliding_window_rerank(
     so an interrupted job resumes where it stopped (the log must come from the same
     candidates and settings: a window whose passages differ is an error).
     ``batch_size``: how many queries' windows go into one backend call.
+    ``context_size`` (RankZephyr's: 4096): a window whose prompt leaves less than a full
+    answer's tokens (:func:`~rank_distillm.teacher.prompts.ranking_tokens`) gets a smaller word
+    budget per passage until it fits, as rank_llm does (:func:`~rank_distillm.teacher.prompts.fit_window`);
+    prompts are counted with ``tokenizer`` (default: the backend's). ``None``: no such check.
     Passages below ``depth`` keep their first-stage order under the re-ranked top.
     """
     template = get_template(prompt)
@@ -170,6 +176,17 @@ def sliding_window_rerank(
             raise DataError(f"query {cand.qid} appears twice in the candidates")
         seen.add(cand.qid)
     queries = [_Query(c, window_schedule(len(c), window, stride, depth)) for c in candidates]
+    if context_size:
+        tokenizer = tokenizer or getattr(backend, "tokenizer", None)
+        if tokenizer is None:
+            raise ValueError(f"context_size {context_size}: backend {backend!r} has no tokenizer to count the prompt with")
+
+    def window_messages(query: str, texts: list[str]):
+        if not context_size:
+            return template.messages(query, texts, max_words)
+        return fit_window(template, query, texts, max_words, tokenizer=tokenizer, context_size=context_size,
+                          output_tokens=ranking_tokens(tokenizer, len(texts)))[0]
+
     log = WindowLog(log_path)
     records: dict[str, list[dict]] = {q.cand.qid: [] for q in queries}
     resumed = 0
@@ -206,7 +223,7 @@ def sliding_window_rerank(
                 docids = q.window_docids()
                 start, end = q.schedule[q.next]
                 texts = [q.cand.texts[i] for i in q.order[start:end]]
-                messages = template.messages(q.cand.query, texts, max_words)
+                messages = window_messages(q.cand.query, texts)
                 requests.append(Request(q.cand.qid, q.next, start, end, docids, messages, render_fixed(template, messages)))
             t0 = time.perf_counter()
             answers = backend.generate(requests)
