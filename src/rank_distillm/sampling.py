@@ -371,15 +371,16 @@ def released_lists(
 ):
     """The released Rank-DistiLLM data (``webis/rank-distillm`` parquet) as training lists.
 
-    ``parquet_path`` is any spec of :func:`rank_distillm.released.read_released` (e.g.
-    ``irds:msmarco-passage/train/rank-distillm-rankzephyr``). ``queries`` is an
+    ``parquet_path`` is any run spec of :func:`rank_distillm.data.read_run`: the released file
+    (``irds:msmarco-passage/train/rank-distillm-rankzephyr``), a parquet file in its schema, or a
+    TREC run of your own labelling job. ``queries`` is an
     ``ir_datasets`` id or a ``{qid: text}`` dict; passages come from ``docs_dataset_id``'s
     docs store. The files hold no first-stage ranks: ``first_stage`` (the released ColBERTv2
     run, ``irds:msmarco-passage/train/rank-distillm-colbert``) supplies them, needed for a
     first-stage ``cut`` shallower than the lists and for ``sampling="hard"``. Otherwise the
     lists are those of :func:`distillation_lists`.
     """
-    run = read_released(parquet_path)
+    run = read_released(parquet_path) if str(parquet_path).startswith("hf://") else data.read_run(parquet_path)
     qids = list(run)[:max_queries] if max_queries else list(run)
     order = None
     if first_stage is not None:
