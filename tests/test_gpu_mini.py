@@ -36,7 +36,7 @@ def test_gpu_profile_is_the_papers_protocol():
     p = load_profile("gpu")
     t, s1, s2, e = p["training"], p["training"]["stage1"], p["training"]["stage2"], p["evaluation"]
     assert (t["model"], t["head"], t["query_length"], t["passage_length"]) == ("google/electra-base-discriminator", "linear", 32, 256)
-    assert (t["selection"], t["heldout_queries"], t["max_grad_norm"], t["separate_layers"]) == ("last", 0, None, 0)
+    assert (t["selection"], t["max_grad_norm"], t["separate_layers"]) == ("last", None, 0)  # held-out queries only logged
     assert (t["lr_scheduler"], t["warmup_ratio"], t["bf16"], t["seed"]) == ("constant", 0.0, True, 42)
     assert t["queries_per_batch"] * t["gradient_accumulation_steps"] == 32
     assert (s1["source"], s1["run"], s1["dataset"]) == ("run", "irds:msmarco-passage/train/rank-distillm-colbert", "msmarco-passage/train/judged")
@@ -54,7 +54,7 @@ STAND_INS = {
     "data.first_stage.dl19", "data.first_stage.dl20", "data.max_queries",
     "evaluation.batch_size", "evaluation.first_stages.BM25.dl19", "evaluation.first_stages.BM25.dl20",
     "evaluation.first_stages.ColBERTv2.dl19", "evaluation.first_stages.ColBERTv2.dl20",
-    "training.model", "training.eval_batch_size", "training.queries_per_batch", "training.gradient_accumulation_steps",
+    "training.model", "training.heldout_queries", "training.eval_depth", "training.eval_batch_size", "training.queries_per_batch", "training.gradient_accumulation_steps",
     "training.save_steps", "training.bf16", "training.logging_steps", "training.progress_bar", "training.students",
     "training.stage1.max_steps", "training.stage1.run", "training.stage1.dataset", "training.stage1.add_docs_not_in_ranking",
     "training.stage2.released", "training.stage2.released_queries", "training.stage2.released_max_queries",
@@ -97,6 +97,7 @@ def test_gpu_mini_trains_once_reranks_and_is_evaluated_on_both_years_and_first_s
     s1, s2 = metrics["stages"]["stage1"], metrics["stages"]["stage2"]
     assert (s1["loss"], s1["steps"], s1["max_steps"]) == ("infonce", 2, 2)
     assert (s2["loss"], s2["epochs"], s2["selection"], s2["best_checkpoint"]) == ("ranknet", 3, "last", None)
+    assert len(s2["heldout_ndcg10"]) == 3 and metrics["train_queries"] == 4  # monitored, not chosen on
     assert s2["pairs_per_epoch"] == 4 * 100  # released-format lists of the teacher's whole top-100
     modules = json.loads((out / "final" / "modules.json").read_text())
     assert [m["type"].rsplit(".", 1)[-1] for m in modules] == ["SeparateLengthsTransformer", "Pooling", "Dense"]

@@ -139,3 +139,11 @@ def test_stage1_lists_train_through_the_trainer_columns(stage1):
     ds = training_columns(stage1)
     row = ds[0]
     assert list(row) == ["query", "docs", "labels"] and len(row["docs"]) == 8
+
+
+def test_summary_of_lists_drawn_on_access(stage1):
+    from rank_distillm import sampling
+
+    info = sampling.summary(stage1)
+    assert (info["lists"], info["queries"], info["passages"]) == (54, 54, 54 * 8)
+    assert (info["passages_per_list_min"], info["passages_per_list_max"], info["label_min"], info["label_max"]) == (8, 8, 0.0, 1.0)

@@ -72,7 +72,7 @@ def target(rank: int, depth: int, labels: str, score: float | None = None) -> fl
 
     ``rank``: ``depth - rank + 1`` (rank 1 -> depth, the paper's: lightning-ir's
     ``targets: rank``); ``reciprocal``: ``1 / rank`` (RankGPT's ``1/(i+1)`` for the 0-based
-    position ``i``, ``specialization.py`` in sunnweiwei/RankGPT); ``score``: the teacher's own score.
+    position ``i``, ``specialization.py`` in sunnweiwei/RankGPT at 0d62bc3); ``score``: the teacher's own score.
     """
     if labels == "rank":
         return float(depth - rank + 1)
@@ -415,18 +415,25 @@ def released_lists(
 
 
 def summary(dataset) -> dict:
-    """Queries, lists, passages per list (min/mean/max) and the label range of a dataset."""
-    lengths = [len(d) for d in dataset["docids"]]
-    labels = [x for row in dataset["labels"] for x in row]
+    """Queries, lists, passages per list (min/mean/max) and the label range of a dataset.
+
+    Lists drawn on access (the paper's stage 1, :mod:`rank_distillm.single_relevant`) are
+    counted in full; their sizes and labels come from one draw of the first 1,000.
+    """
+    drawn = "docids" not in dataset.column_names
+    rows = dataset.select(range(min(len(dataset), 1000))) if drawn else dataset
+    lengths = [len(d) for d in rows["docids"]]
+    labels = [x for row in rows["labels"] for x in row]
     if not lengths:
         raise ValueError("the dataset holds no lists")
+    mean = sum(lengths) / len(lengths)
     return {
-        "lists": len(lengths),
-        "queries": len(set(dataset["qid"])),
+        "lists": len(dataset),
+        "queries": len(set(dataset.with_format(None)["qid"] if drawn else dataset["qid"])),
         "passages_per_list_min": min(lengths),
-        "passages_per_list_mean": round(sum(lengths) / len(lengths), 2),
+        "passages_per_list_mean": round(mean, 2),
         "passages_per_list_max": max(lengths),
-        "passages": sum(lengths),
+        "passages": round(mean * len(dataset)) if drawn else sum(lengths),
         "label_min": min(labels),
         "label_max": max(labels),
     }

@@ -156,8 +156,8 @@ def training_lists(profile: dict, train_year: str) -> dict:
     ``{"stage1": Dataset | None, "stage2": Dataset, "heldout": [Candidates], "train_qids": [...]}``.
     The training year's first-stage candidates are loaded only when something needs them
     (held-out queries, a stage built from them); the paper's recipe (stage 1 from a run,
-    stage 2 from the released file, no held-out queries) does not, and ``train_qids`` is then
-    the stage-2 queries.
+    stage 2 from the released file) needs them only for held-out queries, and ``train_qids`` are
+    then the released file's queries.
     """
     cfg = profile["training"]
     s1, s2 = cfg["stage1"], cfg["stage2"]
@@ -199,7 +199,7 @@ def training_lists(profile: dict, train_year: str) -> dict:
     else:
         stage2 = sampling.released_lists(s2["released"], s2["released_queries"], max_queries=s2["released_max_queries"],
                                          first_stage=s2["released_first_stage"], **options)
-        train_qids = train_qids or list(stage2["qid"])
+        train_qids = list(stage2["qid"])  # training queries are the released file's; the year's are only held out
     return {"stage1": stage1, "stage2": stage2, "heldout": heldout, "train_qids": train_qids}
 
 
