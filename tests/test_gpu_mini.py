@@ -97,7 +97,7 @@ def test_gpu_mini_trains_once_reranks_and_is_evaluated_on_both_years_and_first_s
     s1, s2 = metrics["stages"]["stage1"], metrics["stages"]["stage2"]
     assert (s1["loss"], s1["steps"], s1["max_steps"]) == ("infonce", 2, 2)
     assert (s2["loss"], s2["epochs"], s2["selection"], s2["best_checkpoint"]) == ("ranknet", 3, "last", None)
-    assert len(s2["heldout_ndcg10"]) == 3 and metrics["train_queries"] == 4  # monitored, not chosen on
+    assert s2["heldout_ndcg10"] and metrics["train_queries"] == 4  # held-out queries monitored, not chosen on
     assert s2["pairs_per_epoch"] == 4 * 100  # released-format lists of the teacher's whole top-100
     modules = json.loads((out / "final" / "modules.json").read_text())
     assert [m["type"].rsplit(".", 1)[-1] for m in modules] == ["SeparateLengthsTransformer", "Pooling", "Dense"]

@@ -306,7 +306,7 @@ def test_training_job_uses_accelerate_with_the_config(tmp_path):
     check, launch = _calls(tmp_path)
     assert check == ["python", "-m", "rank_distillm.scaling", "check", "--profile", "gpu"]
     args = launch_command_parser().parse_args(launch[2:])
-    assert args.module and args.training_script == "rank_distillm.cli" and args.num_processes == 4
+    assert args.module and args.training_script == "rank_distillm" and args.num_processes == 4
     config = load_config_from_file(str(REPO / args.config_file))
     assert config.mixed_precision == "bf16" and config.num_processes == 4 == load_profile("gpu")["scaling"]["train_devices"]
     assert args.training_script_args[:3] == ["train", "--profile", "gpu"]

@@ -97,7 +97,7 @@ def register() -> None:
 
 
 def read_table(path: str | os.PathLike):
-    """A released parquet file as a ``pyarrow.Table`` with string ``qid``/``docno`` and float ``score``.
+    """A released parquet file as a ``pyarrow.Table`` with (large) string ``qid``/``docno`` and float ``score``.
 
     Other columns (e.g. ``rank``) are dropped; a missing column is a :class:`DataError` naming the file.
     """
@@ -112,7 +112,8 @@ def read_table(path: str | os.PathLike):
     if missing:
         raise DataError(f"{path}: missing column(s) {', '.join(missing)} (has {', '.join(names)})")
     table = pq.read_table(path, columns=list(COLUMNS))
-    return table.cast(pa.schema([("qid", pa.string()), ("docno", pa.string()), ("score", pa.float64())]))
+    # large strings: the ColBERTv2 run's ids are more than the 2 GB a plain string array may hold
+    return table.cast(pa.schema([("qid", pa.large_string()), ("docno", pa.large_string()), ("score", pa.float64())]))
 
 
 def write_released(run: dict[str, dict[str, float]], path: str | os.PathLike) -> Path:

@@ -420,8 +420,8 @@ def summary(dataset) -> dict:
     Lists drawn on access (the paper's stage 1, :mod:`rank_distillm.single_relevant`) are
     counted in full; their sizes and labels come from one draw of the first 1,000.
     """
-    drawn = "docids" not in dataset.column_names
-    rows = dataset.select(range(min(len(dataset), 1000))) if drawn else dataset
+    drawn = "docs" not in dataset.column_names  # rows hold ids, a transform draws the lists
+    rows = dataset.select(range(min(len(dataset), 1000)))[:] if drawn else dataset  # [:]: one draw of each
     lengths = [len(d) for d in rows["docids"]]
     labels = [x for row in rows["labels"] for x in row]
     if not lengths:

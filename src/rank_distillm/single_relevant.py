@@ -100,6 +100,7 @@ def single_relevant_lists(
     """
     import datasets
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     from .released import top_lists
 
@@ -109,11 +110,18 @@ def single_relevant_lists(
     qrels, texts = data.load_qrels(dataset_id), data.load_queries(dataset_id)
     table = top_lists(run, depth)
     qids = table.column("qid").to_pylist()
+    lists = table.column("docids").combine_chunks()
+    lengths = pc.list_value_length(lists).to_numpy(zero_copy_only=False)
     keep, query, judged, grades = [], [], [], []
-    for qid, docids in zip(qids, table.column("docids").to_pylist()):
+    for i, qid in enumerate(qids):
         grade = qrels.get(qid, {})
-        positives = sampler.positives(docids, list(grade), list(grade.values()))
-        if not grade or not positives or len(set(docids) | set(positives)) < 1 + negatives:
+        if add_docs_not_in_ranking and lengths[i] >= 1 + negatives:  # the ranked ids are not needed (500,000 x 200 of them)
+            enough = bool(sampler.positives((), list(grade), list(grade.values())))
+        else:
+            docids = lists[i].as_py()
+            positives = sampler.positives(docids, list(grade), list(grade.values()))
+            enough = bool(positives) and len(set(docids) | set(positives)) >= 1 + negatives
+        if not grade or not enough:
             keep.append(False)
             continue
         if qid not in texts:
