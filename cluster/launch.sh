@@ -18,7 +18,7 @@ export DATASET=${DATASET:-msmarco-passage/train/judged}
 export CANDIDATES=${CANDIDATES:?set CANDIDATES to the first-stage run file}
 export MODEL=${MODEL:-castorini/rank_zephyr_7b_v1_full}
 export TP PROFILE NUM_GPUS
-TEACHER_RUN=${TEACHER_RUN:-$OUT_DIR/rankzephyr.run}
+export TEACHER_RUN=${TEACHER_RUN:-$OUT_DIR/rankzephyr.run}   # train.slurm distils this run (stage 2)
 [ -n "${DRY_RUN:-}" ] || mkdir -p logs "$OUT_DIR"   # logs/: the jobs' --output folder
 
 submit() {

@@ -225,7 +225,7 @@ CASES = [
     Case("build-dataset out read-only", BUILD + " --out {ro}/lists", "cannot write in {ro}"),
     Case("build-dataset negative max-queries", BUILD + " --max-queries -1 --out {tmp}/lists", "argument --max-queries: must be at least 1"),
     Case("build-dataset depth deeper than the lists", BUILD.replace("--depth 10", "--depth 200") + " --out {tmp}/lists",
-         "depth 200 is larger than the teacher's list"),
+         "depth 200 is larger than the first-stage list"),
     Case("build-dataset without a teacher", "build-dataset --dataset {dl20} --out {tmp}/lists", "needs --teacher and --candidates"),
     # ---- the rest
     Case("bench zero depth", "bench --profile smoke --depth 0", "--depth: depths must be positive"),

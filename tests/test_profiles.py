@@ -9,7 +9,7 @@ from rank_distillm.profiles import PROFILES, load_profile, sections
 
 def _shape(node):
     if isinstance(node, dict):
-        return {k: _shape(v) for k, v in node.items() if not isinstance(v, dict) or k not in ("llm_runs",)}
+        return {k: _shape(v) for k, v in node.items() if not isinstance(v, dict) or k not in ("llm_runs", "first_stages")}
     return None
 
 

@@ -35,7 +35,7 @@ def _no_duplicates(dataset):
 
 @pytest.mark.parametrize("depth", [10, 20, 50, 100])
 def test_rank_labels_follow_the_teacher_order(teacher, candidates, depth):
-    lists = sampling.distillation_lists(teacher, candidates, depth=depth)
+    lists = sampling.distillation_lists(teacher, candidates, depth=depth, cut="teacher")
     assert lists.column_names == ["query", "docs", "labels", "qid", "docids"]
     assert lists.num_rows == 54
     text_of = {c.qid: dict(zip(c.docids, c.texts)) for c in candidates}
@@ -52,22 +52,23 @@ def test_reciprocal_and_score_labels(teacher, candidates):
     recip = sampling.distillation_lists(teacher, candidates[:3], depth=20, labels="reciprocal")
     scores = sampling.distillation_lists(teacher, candidates[:3], depth=20, labels="score")
     for r, s in zip(recip, scores):
-        assert r["labels"] == pytest.approx([1 / (rank + 1) for rank in range(1, 21)])
+        assert r["labels"] == pytest.approx([1 / rank for rank in range(1, 21)])  # RankGPT: 1/(i+1), i 0-based
         assert s["labels"] == [teacher[s["qid"]][d] for d in s["docids"]]
         assert s["labels"] == sorted(s["labels"], reverse=True)
 
 
 def test_per_list_top_keeps_the_teacher_head(teacher, candidates):
-    lists = sampling.distillation_lists(teacher, candidates, depth=50, per_list=8)
+    lists = sampling.distillation_lists(teacher, candidates, depth=50, per_list=8, cut="teacher")
     for row in lists:
         assert row["docids"] == teacher.ranking(row["qid"])[:8]
         assert row["labels"] == [50.0 - i for i in range(8)]
 
 
 def test_random_sampling_is_a_seeded_subset_in_teacher_order(teacher, candidates):
-    lists = sampling.distillation_lists(teacher, candidates, depth=50, per_list=8, sampling="random", seed=1)
-    again = sampling.distillation_lists(teacher, candidates, depth=50, per_list=8, sampling="random", seed=1)
-    other = sampling.distillation_lists(teacher, candidates, depth=50, per_list=8, sampling="random", seed=2)
+    kw = dict(depth=50, per_list=8, sampling="random", cut="teacher")
+    lists = sampling.distillation_lists(teacher, candidates, seed=1, **kw)
+    again = sampling.distillation_lists(teacher, candidates, seed=1, **kw)
+    other = sampling.distillation_lists(teacher, candidates, seed=2, **kw)
     assert lists["docids"] == again["docids"]
     assert lists["docids"] != other["docids"]
     for row in lists:
@@ -76,13 +77,13 @@ def test_random_sampling_is_a_seeded_subset_in_teacher_order(teacher, candidates
         assert len(ranks) == 8 and ranks == sorted(ranks) and max(ranks) <= 50
         assert row["labels"] == [50.0 - r + 1 for r in ranks]
     # a query's list does not depend on which other queries are built
-    alone = sampling.distillation_lists(teacher, candidates[5:6], depth=50, per_list=8, sampling="random", seed=1)
+    alone = sampling.distillation_lists(teacher, candidates[5:6], seed=1, **kw)
     assert alone[0]["docids"] == lists[5]["docids"]
     _no_duplicates(lists)
 
 
 def test_hard_negatives_come_from_the_first_stage_below_the_cut(teacher, candidates):
-    lists = sampling.distillation_lists(teacher, candidates, depth=10, per_list=16, sampling="hard")
+    lists = sampling.distillation_lists(teacher, candidates, depth=10, per_list=16, sampling="hard", cut="teacher")
     bm25 = {c.qid: c.docids for c in candidates}
     for row in lists:
         top = teacher.ranking(row["qid"])[:10]
@@ -90,6 +91,44 @@ def test_hard_negatives_come_from_the_first_stage_below_the_cut(teacher, candida
         assert row["docids"][10:] == [d for d in bm25[row["qid"]] if d not in top][:6]
         assert row["labels"] == [float(10 - i) for i in range(10)] + [0.0] * 6
     _no_duplicates(lists)
+
+
+def _subsample_rule(teacher_file, first_stage_file, k):
+    """The rule of utils/subsample.py (webis-de/rank-distillm at 07105cf), restated with pandas:
+    keep the teacher run's rows whose first-stage rank is <= k, rank them again by teacher score
+    (method "first"), sort by query and rank. Returns ``{qid: [docid, ...]}``."""
+    import pandas as pd
+
+    names = ["qid", "q0", "docid", "rank", "score", "tag"]
+    teacher = pd.read_csv(teacher_file, sep=r"\s+", names=names, dtype={"qid": str, "docid": str}).set_index(["qid", "docid"]).sort_index()
+    first = pd.read_csv(first_stage_file, sep=r"\s+", names=names, dtype={"qid": str, "docid": str}).set_index(["qid", "docid"])
+    merged = teacher.merge(first[["rank"]], on=["qid", "docid"], suffixes=["", "_first_stage"])
+    cut = merged.loc[merged["rank_first_stage"] <= k].reset_index()
+    cut["rank"] = cut.groupby("qid")["score"].rank(ascending=False, method="first").astype(int)
+    cut = cut.sort_values(["qid", "rank"])
+    return {q: list(g["docid"]) for q, g in cut.groupby("qid", sort=False)}
+
+
+@pytest.mark.parametrize("depth", [10, 20, 50])
+def test_first_stage_cut_is_the_papers_subsample_rule(runs_dir, teacher, candidates, depth):
+    """The paper's top-k (utils/subsample.py): the teacher's order of the *first stage's* top-k, on DL20.
+
+    The RankVicuna run has tied scores (it keeps the BM25 scores in position order); the rule
+    breaks ties by passage id, the book by the run's rank column, so tied passages may swap.
+    """
+    teacher_file, bm25_file = runs_dir / "trec-dl-2020/rankvicuna-7b.run", runs_dir / "trec-dl-2020/bm25.run"
+    expected = _subsample_rule(teacher_file, bm25_file, depth)
+    lists = sampling.distillation_lists(teacher, candidates, depth=depth)  # cut="first-stage", the default
+    assert lists.num_rows == 54 == len(expected)
+    bm25 = {c.qid: c.docids for c in candidates}
+    changed = 0
+    for row in lists:
+        score = teacher[row["qid"]]
+        assert [score[d] for d in row["docids"]] == [score[d] for d in expected[row["qid"]]]
+        assert set(row["docids"]) == set(expected[row["qid"]]) == set(bm25[row["qid"]][:depth])
+        assert row["labels"] == [float(depth - i) for i in range(len(row["docids"]))]
+        changed += row["docids"] != teacher.ranking(row["qid"])[:depth]
+    assert changed > 40  # the teacher's own top-k is another list for most queries
 
 
 def test_teacher_passage_missing_from_candidates_is_an_error(runs_dir, teacher):
@@ -100,7 +139,11 @@ def test_teacher_passage_missing_from_candidates_is_an_error(runs_dir, teacher):
 
 def test_depth_larger_than_the_lists_is_an_error(teacher, candidates):
     with pytest.raises(data.DataError, match=r"rankvicuna-7b\.run line \d+: depth 101 is larger than the teacher's list for query \d+ \(100 passages\)"):
+        sampling.distillation_lists(teacher, candidates[:2], depth=101, cut="teacher")
+    with pytest.raises(data.DataError, match=r"rankvicuna-7b\.run line \d+: depth 101 is larger than the first-stage list of query \d+ \(100 candidates\)"):
         sampling.distillation_lists(teacher, candidates[:2], depth=101)
+    with pytest.raises(ValueError, match="cut: unknown cut 'bm25'"):
+        sampling.distillation_lists(teacher, candidates[:2], cut="bm25")
     with pytest.raises(ValueError, match="sampling: unknown sampling 'best'"):
         sampling.distillation_lists(teacher, candidates[:2], sampling="best")
     with pytest.raises(ValueError, match=r"sampling='top': per_list \(30\) is larger than depth \(20\)"):
@@ -158,7 +201,7 @@ def test_bad_triples_line_is_named(tmp_path):
         sampling.triples_lists(bad)
 
 
-def test_released_parquet_gives_the_same_lists(tmp_path, teacher, candidates):
+def test_released_parquet_gives_the_same_lists(tmp_path, runs_dir, teacher, candidates):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -166,11 +209,18 @@ def test_released_parquet_gives_the_same_lists(tmp_path, teacher, candidates):
     rows = [(q, d, s) for q in qids for d, s in teacher[q].items()][::-1]  # shuffled order on disk
     path = tmp_path / "rank-distillm.parquet"
     pq.write_table(pa.table({"qid": [r[0] for r in rows], "docno": [r[1] for r in rows], "score": [r[2] for r in rows]}), path)
-    released = sampling.released_lists(path, DL20, depth=20)
-    expected = sampling.distillation_lists(teacher, candidates[:3], depth=20)
+    released = sampling.released_lists(path, DL20, depth=20, cut="teacher")
+    expected = sampling.distillation_lists(teacher, candidates[:3], depth=20, cut="teacher")
     assert sorted(released["qid"]) == sorted(qids)
     by_qid = {row["qid"]: row for row in expected}
     for row in released:
+        assert row == by_qid[row["qid"]]
+    # the paper's cut needs the first stage's ranks, which the released file lacks: given, the lists are the same
+    with pytest.raises(ValueError, match="needs the first-stage ranks"):
+        sampling.released_lists(path, DL20, depth=20)
+    first = sampling.released_lists(path, DL20, depth=20, first_stage=f"parquet:{runs_dir}/trec-dl-2020/bm25.run")
+    by_qid = {row["qid"]: row for row in sampling.distillation_lists(teacher, candidates[:3], depth=20)}
+    for row in first:
         assert row == by_qid[row["qid"]]
     pq.write_table(pa.table({"qid": ["1"], "doc": ["2"]}), path)
     with pytest.raises(data.DataError, match="missing column\\(s\\) docno, score"):
@@ -186,7 +236,7 @@ def test_summary_known_values(teacher, candidates):
 
 
 def test_list_table_joins_ranks_and_qrels(teacher, candidates, qrels):
-    lists = sampling.distillation_lists(teacher, candidates[:2], depth=10)
+    lists = sampling.distillation_lists(teacher, candidates[:2], depth=10, cut="teacher")
     table = sampling.list_table(lists, teacher, candidates, qrels)
     assert len(table) == 20
     first = table.iloc[0]
@@ -203,10 +253,12 @@ def test_cli_build_dataset(tmp_path, runs_dir, capsys):
     assert "54 queries, 54 lists, passages per list 20-20 (mean 20.0), labels 1..20" in capsys.readouterr().out
     saved = datasets.load_from_disk(str(out))
     teacher = data.read_run(runs_dir / "trec-dl-2020/rankvicuna-7b.run")
+    bm25 = data.read_run(runs_dir / "trec-dl-2020/bm25.run")
     assert saved.num_rows == 54
-    for row in saved:
+    for row in saved:  # the paper's cut: the teacher's order of BM25's top-20
         assert row["labels"] == [float(20 - i) for i in range(20)]
-        assert row["docids"] == teacher.ranking(row["qid"])[:20]
+        top = set(bm25.ranking(row["qid"])[:20])
+        assert row["docids"] == [d for d in teacher.ranking(row["qid"]) if d in top]
     assert main([*argv[:-4], "--depth", "200", "--out", str(out)]) == 2
-    assert "depth 200 is larger than the teacher's list" in capsys.readouterr().err
+    assert "depth 200 is larger than the first-stage list" in capsys.readouterr().err
     assert datasets.load_from_disk(str(out)).num_rows == 54  # a failed run leaves the old output alone

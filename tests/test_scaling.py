@@ -111,6 +111,12 @@ class _FakeLLM:
     def __init__(self, **kwargs):
         type(self).made.append(kwargs)
 
+    def get_tokenizer(self):  # one token per word: what the context check counts with
+        from types import SimpleNamespace
+
+        return SimpleNamespace(encode=lambda text, add_special_tokens=True: text.split(),
+                               apply_chat_template=lambda m, **kw: " ".join(x["content"] for x in m))
+
     def chat(self, conversations, sampling_params):
         from types import SimpleNamespace
 
@@ -135,7 +141,8 @@ def test_teach_resolves_the_gpu_profile():
     assert (args.dataset, args.candidates, args.backend, args.model) == (
         "msmarco-passage/train/judged", "colbertv2.run", "vllm", "castorini/rank_zephyr_7b_v1_full")
     assert (args.prompt, args.window, args.stride, args.depth, args.max_words) == ("rankzephyr", 20, 10, 100, 300)
-    assert (args.max_queries, args.max_new_tokens, args.batch_size, args.tensor_parallel_size) == (10000, 120, 64, 1)
+    assert (args.max_queries, args.max_new_tokens, args.batch_size, args.tensor_parallel_size) == (10000, "ranking", 64, 1)
+    assert (args.min_new_tokens, args.context_size) == ("ranking", 4096)  # rank_llm at fd40109
     assert args.engine == {"max_model_len": 4096}
     # what the command line gives wins; without a profile the old defaults hold
     args = _teach_args("--profile", "gpu", "--candidates", "bm25.run", "--max-queries", "5", "--depth", "20",
@@ -181,6 +188,7 @@ def test_teach_with_the_gpu_profile_builds_vllm_with_its_engine_arguments(monkey
     _FakeLLM.made.clear()
     monkeypatch.setattr(teach_cli, "load_candidates", fake_candidates)
     monkeypatch.setattr(backends, "_import_vllm", lambda: SimpleNamespace(LLM=_FakeLLM))
+    # "ranking" answer lengths are counted with the engine's tokenizer (here one token per word)
     from rank_distillm.cli import main
 
     out = tmp_path / "rankzephyr.run"
@@ -311,7 +319,7 @@ def test_training_job_uses_accelerate_with_the_config(tmp_path):
     check, launch = _calls(tmp_path)
     assert check == ["python", "-m", "rank_distillm.scaling", "check", "--profile", "gpu"]
     args = launch_command_parser().parse_args(launch[2:])
-    assert args.module and args.training_script == "rank_distillm.cli" and args.num_processes == 4
+    assert args.module and args.training_script == "rank_distillm" and args.num_processes == 4
     config = load_config_from_file(str(REPO / args.config_file))
     assert config.mixed_precision == "bf16" and config.num_processes == 4 == load_profile("gpu")["scaling"]["train_devices"]
     assert args.training_script_args[:3] == ["train", "--profile", "gpu"]

@@ -153,3 +153,52 @@ def test_separate_layers_errors_name_the_field(minilm_path):
         build_student(minilm_path, head="segment-cosine", separate_layers=7)
     with pytest.raises(ValueError, match="training.separate_layers needs head: segment-cosine"):
         build_student(minilm_path, head="classifier", separate_layers=2)
+
+
+# --------------------------------------------------------------------------- the paper's student
+
+
+def test_linear_head_is_one_linear_layer_on_cls(tmp_path):
+    """head: linear (lightning-ir's): s = w . h_[CLS] + c on the last layer, and nothing else; round trip."""
+    from transformers import AutoModel, AutoTokenizer
+
+    from rank_distillm.models import resolve_model
+
+    path = resolve_model("random:electra-tiny")
+    torch.manual_seed(3)
+    model = build_student(path, head="linear", max_length=64)
+    linear = model[2].linear
+    assert (linear.in_features, linear.out_features) == (64, 1)
+    heads = [n for n, p in model.named_parameters() if not n.startswith("0.")]
+    assert heads == ["2.linear.weight", "2.linear.bias"]  # no dense/GELU layer, unlike the classifier head
+    tok, electra = AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
+    enc = tok([q for q, _ in PAIRS], [p for _, p in PAIRS], padding=True, truncation=True, max_length=64, return_tensors="pt")
+    with torch.no_grad():
+        by_hand = linear(electra(**enc).last_hidden_state[:, 0]).squeeze(-1)
+    torch.testing.assert_close(torch.tensor(model.predict(PAIRS)), by_hand, atol=1e-5, rtol=1e-5)
+    model.save_pretrained(str(tmp_path / "s"))
+    again = load_student(tmp_path / "s")
+    torch.testing.assert_close(torch.tensor(again.predict(PAIRS)), by_hand, atol=1e-5, rtol=1e-5)
+
+
+def test_query_and_passage_are_cut_separately(minilm_path, tmp_path):
+    """query_length / passage_length: each side keeps its own first tokens (lightning-ir's 32 / 256);
+    a joint max_length cuts longest-first instead."""
+    query = "what is the capital city of france and how many people live there today"
+    passage = "Paris is the capital and most populous city of France with two million residents in the city proper."
+    tokenize = build_student(minilm_path, head="linear", max_length=512)[0].tokenizer
+    q_tokens, p_tokens = tokenize.tokenize(query), tokenize.tokenize(passage)
+    model = build_student(minilm_path, head="linear", query_length=5, passage_length=7, max_length=15)
+    ids = model[0].preprocess([(query, passage)])["input_ids"][0].tolist()
+    assert tokenize.convert_ids_to_tokens(ids) == ["[CLS]", *q_tokens[:5], "[SEP]", *p_tokens[:7], "[SEP]"]
+    joint = build_student(minilm_path, head="linear", max_length=15)
+    joint_tokens = tokenize.convert_ids_to_tokens(joint[0].preprocess([(query, passage)])["input_ids"][0].tolist())
+    assert joint_tokens != tokenize.convert_ids_to_tokens(ids)  # longest-first takes from both sides
+    model.save_pretrained(str(tmp_path / "cut"))
+    assert load_student(tmp_path / "cut")[0].preprocess([(query, passage)])["input_ids"][0].tolist() == ids
+    # the classifier head takes the same budgets; separate_layers keeps its passage [CLS] after the cut
+    classifier = build_student(minilm_path, head="classifier", query_length=5, passage_length=7)
+    assert classifier[0].preprocess([(query, passage)])["input_ids"][0].tolist() == ids
+    split = build_student(minilm_path, head="segment-cosine", separate_layers=2, query_length=5, passage_length=7)
+    split_ids = split[0].preprocess([(query, passage)])["input_ids"][0].tolist()
+    assert tokenize.convert_ids_to_tokens(split_ids) == ["[CLS]", *q_tokens[:5], "[SEP]", "[CLS]", *p_tokens[:7], "[SEP]"]

@@ -41,6 +41,24 @@ def test_gpu_profile_is_the_papers_batch():
     assert p["stage1"]["loss"] == "infonce" and p["stage1"]["negatives"] == 7
 
 
+def test_last_checkpoint_is_kept_without_heldout_selection(data_dir, tmp_path):
+    """selection: last (the paper's): held-out scores are logged, the last epoch's model is kept."""
+    stage2 = dict(load_profile("smoke")["training"]["stage2"], epochs=2, per_list=4)
+    p = load_profile("smoke", {"training.max_queries": 5, "training.max_length": 48, "training.selection": "last",
+                               "training.stage1": dict(load_profile("smoke")["training"]["stage1"], epochs=0),
+                               "training.stage2": stage2})
+    r = training.train_student(p, out_dir=tmp_path / "run")
+    m = r.metrics["stages"]["stage2"]
+    assert m["selection"] == "last" and m["best_checkpoint"] is None and len(m["heldout_ndcg10"]) == 2
+    last = max((tmp_path / "run" / "stage2").glob("checkpoint-*"), key=lambda c: int(c.name.split("-")[1]))
+    assert int(last.name.split("-")[1]) == m["steps"]
+    a, b = _weights(r.model_path), _weights(str(last))
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], msg=k)
+    with pytest.raises(ValueError, match="training.selection"):
+        training.training_lists(load_profile("smoke", {"training.selection": "best"}), "dl20")
+
+
 def test_every_profile_names_students_with_known_years():
     for name in PROFILES:
         p = load_profile(name)

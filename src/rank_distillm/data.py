@@ -14,8 +14,12 @@ Where the data folder is found, in this order:
    (``RANK_DISTILLM_OFFLINE=1``, or ``HF_HUB_OFFLINE=1`` with ``RANK_DISTILLM_OFFLINE`` unset).
 
 Run files are named by *run specs*: a path (``{data}`` expands to the data folder, e.g.
-``{data}/runs/trec-dl-2019/bm25.run``) or ``irds:DATASET_ID`` for a dataset's official
-``scoreddocs`` (the first-stage run that ``ir_datasets`` downloads online).
+``{data}/runs/trec-dl-2019/bm25.run``; a ``.parquet`` file is read in the released
+Rank-DistiLLM schema), ``irds:DATASET_ID`` for a dataset's official ``scoreddocs`` (the
+first-stage run that ``ir_datasets`` downloads online; the released files are registered as
+``msmarco-passage/train/rank-distillm-*``, :mod:`rank_distillm.released`), ``parquet:RUN``
+(a TREC run read through the released files' parquet reader) or ``github:OWNER/REPO/COMMIT/PATH#BLOB``
+(a run file at a pinned commit, checked against its git blob id).
 """
 
 from __future__ import annotations
@@ -171,6 +175,10 @@ def irds_dataset(dataset_id: str):
     setup_ir_datasets()
     import ir_datasets
 
+    if dataset_id.startswith("msmarco-passage/train/rank-distillm"):
+        from .released import register
+
+        register()
     try:
         return ir_datasets.load(dataset_id)
     except KeyError as error:
@@ -246,8 +254,17 @@ def read_run(spec: str | os.PathLike) -> Run:
     file's rank column. The file is UTF-8 (a byte-order mark at its start is skipped, not
     read as part of the first query id). A malformed line, text that is not UTF-8, a
     non-numeric rank, a score that is not a finite number, or a passage listed twice for
-    one query is a :class:`DataError` naming the file and line.
+    one query is a :class:`DataError` naming the file and line. Released Rank-DistiLLM files
+    (``.parquet``, ``parquet:RUN``) are read by :func:`rank_distillm.released.read_released`.
     """
+    if str(spec).startswith("parquet:") or str(spec).endswith(".parquet"):
+        from .released import read_released
+
+        return read_released(spec)
+    if str(spec).startswith("github:"):  # a file at a pinned commit, checked against its git blob id
+        from .released import fetch_github
+
+        spec = fetch_github(str(spec))
     if str(spec).startswith("irds:"):
         return _read_scoreddocs(str(spec)[len("irds:"):])
     path = resolve_path(spec)

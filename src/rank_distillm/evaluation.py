@@ -8,6 +8,10 @@
   baseline (paired two-sided t-tests on per-query nDCG@10, Holm-corrected; see
   :mod:`rank_distillm.significance`) and measures agreement with it (Kendall's tau, nDCG@10
   with the baseline's ranking as labels). The ``compare`` and ``rerank`` commands call them.
+- :func:`protocol` is the paper's evaluation of a profile's students: every student
+  re-ranks the top-100 of every first stage (``evaluation.first_stages``: BM25 and ColBERTv2
+  in ``gpu``) of both TREC DL years, and each of these test sets is one :func:`compare`
+  against ``evaluation.baseline`` (the distilled model in ``gpu``).
 """
 
 from __future__ import annotations
@@ -449,6 +453,66 @@ def compare_command(args) -> int:
     else:
         print(result.format())
     return 0
+
+
+# --------------------------------------------------------------------------- the paper's protocol
+
+
+def protocol(
+    profile: dict,
+    students: Sequence,
+    batch_size: int | None = None,
+    show_progress_bar: bool = True,
+) -> dict[tuple[str, str], Comparison]:
+    """The paper's evaluation: ``{(first stage, year): Comparison}``.
+
+    Each student (``name`` and ``path``, e.g. from ``training.trained_students``) re-ranks
+    the top ``data.depth`` of every run of ``evaluation.first_stages`` (``{name: {year: run
+    spec}}``) for the judged queries of ``data.datasets[year]`` (the first ``data.max_queries``);
+    the first stage itself is measured beside them, and where the first stage is the one the
+    stored LLM runs re-ranked (``data.first_stage``) those runs too. Every test set is tested
+    against ``evaluation.baseline`` (two-sided paired t-tests on ``test_measure``, Holm over
+    the systems of the set). This is ``configs/re-rank.yaml`` of webis-de/rank-distillm at
+    07105cf: the BM25 and ColBERTv2 top-100 of TREC DL 2019 and 2020.
+    """
+    from .data import load_candidates
+
+    D, E = profile["data"], profile["evaluation"]
+    batch_size = batch_size or E["batch_size"]
+    out = {}
+    for first_name, specs in E["first_stages"].items():
+        for year, spec in specs.items():
+            dataset_id = D["datasets"][year]
+            candidates = load_candidates(dataset_id, spec, depth=D["depth"], max_queries=D["max_queries"])
+            runs: dict[str, dict] = {first_name: {c.qid: dict(zip(c.docids, c.scores)) for c in candidates}}
+            if str(spec) == str(D["first_stage"].get(year)):
+                runs.update({name: read_run(s) for name, s in D["llm_runs"].get(year, {}).items()})
+            for student in students:
+                runs[student.name] = rerank_cached(str(student.path), candidates, batch_size=batch_size,
+                                                   show_progress_bar=show_progress_bar)
+            if E["baseline"] not in runs:
+                raise ValueError(f"evaluation.baseline {E['baseline']!r} is none of the systems of {first_name} {year}: {list(runs)}")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # notes stay in the Comparison
+                out[(first_name, year)] = compare(
+                    runs, dataset_id, baseline=E["baseline"], measures=E["measures"], measure=E["test_measure"],
+                    alpha=E["alpha"], qids=[c.qid for c in candidates], agreement_depth=E["agreement_depth"])
+    return out
+
+
+def protocol_table(comparisons: Mapping[tuple[str, str], Comparison]) -> "pandas.DataFrame":  # noqa: F821
+    """One row per system, one column per (first stage, year): the tested measure, ``*`` where it
+    differs significantly from the baseline (Holm), as in the paper's Table 3."""
+    import pandas as pd
+
+    cells = {}
+    for key, c in comparisons.items():
+        t = c.table
+        cells[key] = {name: f"{row[c.measure]:.3f}" + ("*" if row["significant"] and name != c.baseline else "")
+                      for name, row in t.iterrows()}
+    table = pd.DataFrame(cells)
+    table.columns = pd.MultiIndex.from_tuples(table.columns, names=["first stage", "year"])
+    return table
 
 
 # The paper's nDCG@10 (Schlatt et al., ECIR 2025, Table 3), re-ranking the top-100 of

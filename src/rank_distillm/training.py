@@ -2,20 +2,33 @@
 
 The recipe of the paper, in two stages, each one ``CrossEncoderTrainer`` run:
 
-1. *stage 1* (optional) on human relevance labels of the training year: the BM25 lists with
-   their graded qrels (``graded``), 1 relevant + k non-relevant lists (``relevance``, the
-   paper's InfoNCE stage), or none;
+1. *stage 1* (optional) on human relevance labels: the paper's (``run``): 1 judged-relevant
+   + 7 non-relevant passages of a first-stage run's top-200, drawn anew at every access
+   (:mod:`rank_distillm.single_relevant`; ``configs/pre-finetune.yaml`` of
+   webis-de/rank-distillm at 07105cf: ColBERTv2 over the judged MS MARCO training queries,
+   InfoNCE, 20,000 steps of 32 queries); or the book's: the training year's BM25 lists with
+   their graded qrels (``graded``), a fixed 1 + k draw from them (``relevance``), MS MARCO
+   training triples (``triples``), or none;
 2. *stage 2* on the teacher's lists (``teacher``: an LLM run over the first-stage
-   candidates; ``released``: the Rank-DistiLLM parquet file) with the chosen listwise loss.
+   candidates; ``released``: the Rank-DistiLLM parquet file) with the chosen listwise loss
+   (``configs/finetune.yaml``: RankZephyr's top-100, RankNet, 3 epochs).
 
-A few of the training year's queries are held out (``heldout_queries``): after each epoch
-the student re-ranks their first-stage lists and the checkpoint with the best nDCG@10 on
-them is kept. The test year is never looked at during training.
+Which checkpoint is kept (``selection``): the paper keeps the ``last`` one. The book's
+option ``heldout`` holds a few of the training year's queries out (``heldout_queries``):
+after each epoch the student re-ranks their first-stage lists and the checkpoint with the
+best nDCG@10 on them is kept (with no held-out query, the last one). The test year is never looked at during training. Gradient
+clipping (``max_grad_norm``) is the book's option too (Lightning, which the paper trains
+with, does not clip by default).
 
 Every stage writes ``CrossEncoderTrainer`` checkpoints and resumes from the last one
 after an interruption; a finished stage leaves a ``final/`` folder and is skipped on a
 rerun. ``metrics.json`` (written atomically) holds the loss curve, the held-out scores,
 wall time and training pairs per second.
+
+Several processes (``accelerate launch``, one per GPU): every process trains (the trainer
+splits the batches), only the main one writes, moves or deletes files (the stage's
+``final/``, ``metrics.json``, the student cache); the others wait for it at a barrier, and
+all of them resume from the same checkpoint.
 
 :func:`trained_students` trains each student of a profile once and caches it under
 ``$RANK_DISTILLM_CACHE/students/<hash of its config>`` (trained in a ``.partial`` folder,
@@ -38,8 +51,9 @@ from .devices import default_device, use_bf16
 from .outputs import write_json
 from .student import build_student, load_student
 
-STAGE1_SOURCES = ("none", "graded", "relevance", "triples")
+STAGE1_SOURCES = ("none", "run", "graded", "relevance", "triples")
 STAGE2_SOURCES = ("teacher", "released")
+SELECTIONS = ("last", "heldout")
 
 
 @dataclass
@@ -63,6 +77,23 @@ class Student:
 
 
 # --------------------------------------------------------------------------- small helpers
+
+
+def _state():
+    """The processes of this run (``accelerate``'s ``PartialState``: one process without a launcher).
+
+    Without a GPU, ``cpu=True``: only then does accelerate join the processes of a launcher
+    (``torchrun``, ``accelerate launch --multi_gpu``) over gloo, as the trainer will.
+    """
+    import torch
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
+def _stage_runs(stage: dict) -> bool:
+    """Whether a stage trains at all: ``max_steps`` or ``epochs`` above 0."""
+    return bool(stage.get("max_steps") or (stage.get("epochs") or 0) > 0)
 
 
 def _check(section: dict, name: str, fields: tuple[str, ...]) -> None:
@@ -114,41 +145,52 @@ def training_lists(profile: dict, train_year: str) -> dict:
     """The stage-1 and stage-2 lists of ``train_year`` and its held-out candidates.
 
     ``{"stage1": Dataset | None, "stage2": Dataset, "heldout": [Candidates], "train_qids": [...]}``.
+    The training year's first-stage candidates are loaded only when something needs them
+    (held-out queries, a stage built from them); the paper's recipe (stage 1 from a run,
+    stage 2 from the released file) needs them only for held-out queries, and ``train_qids`` are
+    then the released file's queries.
     """
     cfg = profile["training"]
-    dataset_id = profile["data"]["datasets"][train_year]
-    cands = _candidates(profile, train_year)
+    s1, s2 = cfg["stage1"], cfg["stage2"]
+    if s1["source"] not in STAGE1_SOURCES:
+        raise ValueError(f"training.stage1.source: unknown source {s1['source']!r} (use one of {', '.join(STAGE1_SOURCES)})")
+    if s2["source"] not in STAGE2_SOURCES:
+        raise ValueError(f"training.stage2.source: unknown source {s2['source']!r} (use one of {', '.join(STAGE2_SOURCES)})")
+    if cfg["selection"] not in SELECTIONS:
+        raise ValueError(f"training.selection: unknown selection {cfg['selection']!r} (use one of {', '.join(SELECTIONS)})")
+    s1_runs = s1["source"] != "none" and _stage_runs(s1)
+    needs_year = cfg["heldout_queries"] or s2["source"] == "teacher" or (s1_runs and s1["source"] in ("graded", "relevance"))
+    cands = _candidates(profile, train_year) if needs_year else []
     train_qids, held_qids = split_heldout([c.qid for c in cands], cfg["heldout_queries"], cfg["seed"])
     train_c = [c for c in cands if c.qid in set(train_qids)]
     heldout = [c for c in cands if c.qid in set(held_qids)]
 
-    s1 = cfg["stage1"]
-    if s1["source"] not in STAGE1_SOURCES:
-        raise ValueError(f"training.stage1.source: unknown source {s1['source']!r} (use one of {', '.join(STAGE1_SOURCES)})")
     stage1 = None
-    if s1["source"] == "graded" and s1["epochs"] > 0:
-        stage1 = sampling.graded_lists(dataset_id, train_c, per_list=s1["per_list"], seed=cfg["seed"])
-    elif s1["source"] == "relevance" and s1["epochs"] > 0:
-        stage1 = sampling.relevance_lists(dataset_id, train_c, negatives=s1["negatives"], seed=cfg["seed"])
-    elif s1["source"] == "triples" and s1["epochs"] > 0:  # MS MARCO training triples: (query, positive, negative)
+    if s1_runs and s1["source"] == "run":  # the paper's: 1 + 7 drawn anew from a first-stage run at every access
+        from .single_relevant import single_relevant_lists
+
+        stage1 = single_relevant_lists(
+            s1["run"], s1["dataset"], depth=s1["depth"], negatives=s1["negatives"], relevant_grade=s1["relevant_grade"],
+            add_docs_not_in_ranking=s1["add_docs_not_in_ranking"], docs_dataset_id=s1["docs"], seed=cfg["seed"],
+        )
+    elif s1_runs and s1["source"] == "graded":
+        stage1 = sampling.graded_lists(profile["data"]["datasets"][train_year], train_c, per_list=s1["per_list"], seed=cfg["seed"])
+    elif s1_runs and s1["source"] == "relevance":
+        stage1 = sampling.relevance_lists(profile["data"]["datasets"][train_year], train_c, negatives=s1["negatives"], seed=cfg["seed"])
+    elif s1_runs and s1["source"] == "triples":  # MS MARCO training triples: (query, positive, negative)
         stage1 = sampling.triples_lists(data.resolve_path(s1["triples"]))
 
-    s2 = cfg["stage2"]
-    if s2["source"] not in STAGE2_SOURCES:
-        raise ValueError(f"training.stage2.source: unknown source {s2['source']!r} (use one of {', '.join(STAGE2_SOURCES)})")
+    options = dict(depth=s2["depth"], per_list=s2["per_list"], sampling=s2["sampling"], labels=s2["labels"],
+                   seed=cfg["seed"], cut=s2["cut"])
     if s2["source"] == "teacher":
         spec = s2["teacher"].get(train_year)
         if spec is None:
             raise KeyError(f"training.stage2.teacher: no teacher run for year {train_year!r}")
-        stage2 = sampling.distillation_lists(
-            data.resolve_path(spec), train_c, depth=s2["depth"], per_list=s2["per_list"],
-            sampling=s2["sampling"], labels=s2["labels"], seed=cfg["seed"],
-        )
+        stage2 = sampling.distillation_lists(data.resolve_path(spec), train_c, **options)
     else:
-        stage2 = sampling.released_lists(
-            s2["released"], s2["released_queries"], max_queries=s2["released_max_queries"], depth=s2["depth"],
-            per_list=s2["per_list"], sampling=s2["sampling"], labels=s2["labels"], seed=cfg["seed"],
-        )
+        stage2 = sampling.released_lists(s2["released"], s2["released_queries"], max_queries=s2["released_max_queries"],
+                                         first_stage=s2["released_first_stage"], **options)
+        train_qids = list(stage2["qid"])  # training queries are the released file's; the year's are only held out
     return {"stage1": stage1, "stage2": stage2, "heldout": heldout, "train_qids": train_qids}
 
 
@@ -203,8 +245,40 @@ def _last_checkpoint(folder: Path) -> str | None:
     return str(ckpts[-1]) if ckpts else None
 
 
+TRAIN_COLUMNS = ("query", "docs", "labels")
+
+
+class _Columns:
+    """A transform that keeps only ``columns`` of another transform's output (picklable)."""
+
+    def __init__(self, transform, columns: tuple[str, ...]):
+        self.transform, self.columns = transform, columns
+
+    def __call__(self, batch: dict) -> dict:
+        out = self.transform(batch)
+        return {c: out[c] for c in self.columns}
+
+
+def training_columns(dataset):
+    """The dataset as the trainer reads it: ``query``, ``docs``, ``labels`` only.
+
+    A dataset whose lists are drawn on access (a ``datasets`` transform, the paper's stage 1)
+    keeps its transform, narrowed to those columns; any other column would reach the
+    model as an input.
+    """
+    if "docs" in dataset.column_names:
+        return dataset.select_columns(list(TRAIN_COLUMNS))
+    transform = (dataset.format.get("format_kwargs") or {}).get("transform")
+    if transform is None:
+        raise ValueError(f"training lists need columns {', '.join(TRAIN_COLUMNS)} (got {', '.join(dataset.column_names)})")
+    return dataset.with_transform(_Columns(transform, TRAIN_COLUMNS))
+
+
 def _pairs(ds) -> int:
-    return sum(len(d) for d in ds["docs"])
+    """Query-passage pairs in one pass over the lists (lists drawn on access all have the first one's size)."""
+    if "docs" in ds.column_names:
+        return sum(len(d) for d in ds["docs"])
+    return len(ds[0]["docs"]) * len(ds) if len(ds) else 0
 
 
 def train_stage(
@@ -220,14 +294,21 @@ def train_stage(
     implementation: str = "library",
     callbacks: list | None = None,
 ) -> dict:
-    """One ``CrossEncoderTrainer`` run; returns this stage's metrics. Resumes from ``out_dir``'s last checkpoint."""
+    """One ``CrossEncoderTrainer`` run; returns this stage's metrics. Resumes from ``out_dir``'s last checkpoint.
+
+    ``stage["max_steps"]`` (optimizer steps; the paper's stage 1: 20,000) replaces
+    ``stage["epochs"]`` when set. With an ``evaluator``, the held-out score is logged after
+    every epoch (or every ``save_steps``); ``cfg["selection"] == "heldout"`` keeps the best
+    checkpoint, ``"last"`` the last one. ``cfg["max_grad_norm"]``: null trains without clipping.
+    """
     from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
 
     from .losses import make_loss
     from .throughput import StepTimer
 
+    state = _state()
     out_dir.mkdir(parents=True, exist_ok=True)
-    train_ds = dataset.select_columns(["query", "docs", "labels"])
+    train_ds = training_columns(dataset)
     loss_kwargs = dict(stage.get("loss_kwargs") or {})
     if cfg["mini_batch_size"] is not None:  # pairs per forward pass; 0: the whole batch at once
         loss_kwargs["mini_batch_size"] = cfg["mini_batch_size"]
@@ -237,14 +318,19 @@ def train_stage(
         if implementation != "library":
             raise
         loss = make_loss(loss_name, model, implementation="book", **loss_kwargs)  # e.g. infonce: book only
-    steps_per_epoch = math.ceil(len(train_ds) / (cfg["queries_per_batch"] * cfg["gradient_accumulation_steps"]))
-    total_steps = steps_per_epoch * stage["epochs"]
+    queries_per_step = cfg["queries_per_batch"] * cfg["gradient_accumulation_steps"] * state.num_processes
+    steps_per_epoch = math.ceil(len(train_ds) / queries_per_step)
+    max_steps = int(stage.get("max_steps") or 0)
+    total_steps = max_steps or steps_per_epoch * stage["epochs"]
     use_eval = evaluator is not None
+    keep_best = use_eval and cfg["selection"] == "heldout"
+    every = {"steps": cfg["save_steps"]} if cfg.get("save_steps") else {}
     on_cpu = default_device() == "cpu"
     bf16 = use_bf16(cfg["bf16"])
     args = CrossEncoderTrainingArguments(
         output_dir=str(out_dir),
-        num_train_epochs=stage["epochs"],
+        num_train_epochs=stage["epochs"] or 1,
+        max_steps=max_steps or -1,
         per_device_train_batch_size=cfg["queries_per_batch"],
         gradient_accumulation_steps=cfg["gradient_accumulation_steps"],
         learning_rate=stage["lr"],
@@ -252,18 +338,25 @@ def train_stage(
         weight_decay=WEIGHT_DECAY,
         warmup_steps=int(round(cfg["warmup_ratio"] * total_steps)),
         lr_scheduler_type=cfg["lr_scheduler"],
+        max_grad_norm=cfg["max_grad_norm"] or 0.0,  # 0: no clipping
         bf16=bf16,  # on a CPU with AVX512-BF16/AMX too: autocast to bfloat16
         use_cpu=on_cpu and bf16,
         seed=cfg["seed"],
         data_seed=cfg["seed"],
         logging_steps=max(1, min(cfg["logging_steps"], total_steps)),
-        eval_strategy="epoch" if use_eval else "no",
-        save_strategy="epoch",
+        eval_strategy=("steps" if every else "epoch") if use_eval else "no",
+        eval_steps=every.get("steps"),
+        save_strategy="steps" if every else "epoch",
+        save_steps=every.get("steps", 500),
         save_total_limit=2,
-        load_best_model_at_end=use_eval,
-        metric_for_best_model="eval_heldout_ndcg@10" if use_eval else None,
+        load_best_model_at_end=keep_best,
+        metric_for_best_model="eval_heldout_ndcg@10" if keep_best else None,
         greater_is_better=True,
         dataloader_drop_last=False,
+        # several processes: the listwise losses call the model once per mini_batch_size pairs before one
+        # backward pass; DDP's search for unused parameters (on by default for a model that is not a
+        # transformers PreTrainedModel) takes each call for an iteration and fails. Every parameter is used.
+        ddp_find_unused_parameters=False,
         report_to="none",
         disable_tqdm=not cfg["progress_bar"],
     )
@@ -276,12 +369,15 @@ def train_stage(
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=checkpoint)
     wall = time.perf_counter() - start
+    pairs_per_epoch = _pairs(train_ds)
     history = trainer.state.log_history
     return {
         "loss": loss_name,
         "lists": len(train_ds),
-        "pairs_per_epoch": _pairs(train_ds),
+        "pairs_per_epoch": pairs_per_epoch,
         "epochs": stage["epochs"],
+        "max_steps": max_steps or None,
+        "processes": state.num_processes,
         "steps": trainer.state.global_step,
         "resumed_from": checkpoint,
         "wall_s": round(wall, 1),
@@ -291,7 +387,8 @@ def train_stage(
             {"step": h["step"], "epoch": h.get("epoch"), "ndcg@10": h["eval_heldout_ndcg@10"]}
             for h in history if "eval_heldout_ndcg@10" in h
         ],
-        "best_checkpoint": trainer.state.best_model_checkpoint,
+        "selection": cfg["selection"],
+        "best_checkpoint": trainer.state.best_model_checkpoint if keep_best else None,
     }
 
 
@@ -306,7 +403,8 @@ def new_model(cfg: dict, path: str | None = None):
     if path:
         return load_student(path, max_length=cfg["max_length"])
     return build_student(
-        models.resolve_model(cfg["model"]), head=cfg["head"], max_length=cfg["max_length"], separate_layers=cfg.get("separate_layers") or 0
+        models.resolve_model(cfg["model"]), head=cfg["head"], max_length=cfg["max_length"], separate_layers=cfg.get("separate_layers") or 0,
+        query_length=cfg["query_length"], passage_length=cfg["passage_length"],
     )
 
 
@@ -332,17 +430,20 @@ def train_student(
     loss = loss or first["loss"]
     train_year = train_year or first["train_year"]
     out = Path(out_dir) if out_dir else data.cache_dir() / "runs-training" / f"{train_year}-{loss}"
+    state = _state()
     out.mkdir(parents=True, exist_ok=True)
-    if not resume:
+    if not resume and state.is_main_process:
         for sub in ("stage1", "stage2", "final"):
             shutil.rmtree(out / sub, ignore_errors=True)
+    state.wait_for_everyone()
     final = out / "final"
     metrics_path = out / "metrics.json"
     if resume and final.is_dir() and metrics_path.is_file():
         return TrainResult(final, json.loads(metrics_path.read_text()))
 
     start = time.perf_counter()
-    lists = lists or training_lists(profile, train_year)
+    with state.main_process_first():  # the main process fills caches (ir_datasets, docs store index, random models) first
+        lists = lists or training_lists(profile, train_year)
     dataset_id = profile["data"]["datasets"][train_year]
     evaluator = (
         _heldout_evaluator(lists["heldout"], dataset_id, cfg["eval_depth"], cfg["eval_batch_size"]) if lists["heldout"] else None
@@ -350,44 +451,49 @@ def train_student(
     metrics: dict = {
         "train_year": train_year, "loss": loss, "model": cfg["model"], "max_length": cfg["max_length"], "seed": cfg["seed"],
         "train_queries": len(lists["train_qids"]), "heldout_qids": [c.qid for c in lists["heldout"]],
-        "batch": batch_arithmetic(cfg), "stages": {},
+        "selection": cfg["selection"], "batch": batch_arithmetic(cfg), "processes": state.num_processes, "stages": {},
     }
     path = None
     for stage_name, ds, loss_name in (("stage1", lists["stage1"], cfg["stage1"]["loss"]), ("stage2", lists["stage2"], loss)):
         stage = cfg[stage_name]
         done = out / stage_name / "final"
-        if ds is None or stage["epochs"] <= 0:
+        if ds is None or not _stage_runs(stage):
             continue
         if resume and done.is_dir() and (out / stage_name / "metrics.json").is_file():
             path = str(done)
             metrics["stages"][stage_name] = json.loads((out / stage_name / "metrics.json").read_text())
             continue
-        model = new_model(cfg, path)
+        with state.main_process_first():
+            model = new_model(cfg, path)
         m = train_stage(
             model, ds, loss_name=loss_name, stage=stage, cfg=cfg, out_dir=out / stage_name, evaluator=evaluator,
             resume=resume, implementation=cfg["implementation"], callbacks=callbacks,
         )
-        tmp = out / stage_name / "final.partial"
-        shutil.rmtree(tmp, ignore_errors=True)
-        model.save_pretrained(str(tmp))
-        shutil.rmtree(done, ignore_errors=True)
-        os.replace(tmp, done)
-        write_json(out / stage_name / "metrics.json", m)
+        if state.is_main_process:  # one writer; the others wait below
+            tmp = out / stage_name / "final.partial"
+            shutil.rmtree(tmp, ignore_errors=True)
+            model.save_pretrained(str(tmp))
+            shutil.rmtree(done, ignore_errors=True)
+            os.replace(tmp, done)
+            write_json(out / stage_name / "metrics.json", m)
+        state.wait_for_everyone()
         metrics["stages"][stage_name] = m
         path = str(done)
     if path is None:
-        raise ValueError("training profile: neither stage has lists and epochs > 0, nothing to train")
-    tmp = out / "final.partial"
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(path, tmp)
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
+        raise ValueError("training profile: neither stage has lists and epochs or max_steps > 0, nothing to train")
     metrics["wall_s"] = round(time.perf_counter() - start, 1)
     stages = metrics["stages"].values()
     metrics["train_wall_s"] = round(sum(s["wall_s"] for s in stages), 1)
     rates = [s["pairs_per_s"] for s in stages if s.get("pairs_per_s")]
     metrics["pairs_per_s"] = round(sum(rates) / len(rates), 2) if rates else None
-    write_json(metrics_path, metrics)
+    if state.is_main_process:
+        tmp = out / "final.partial"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(path, tmp)
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        write_json(metrics_path, metrics)
+    state.wait_for_everyone()
     return TrainResult(final, metrics)
 
 
@@ -415,9 +521,12 @@ def _train_cached(profile: dict, s: dict, threads: int | None = None) -> None:
     folder = student_dir(profile, s)
     partial = folder.with_name(folder.name + ".partial")
     train_student(profile, loss=s["loss"], train_year=s["train_year"], out_dir=partial, resume=True)
-    write_json(partial / "student.json", s)
-    shutil.rmtree(folder, ignore_errors=True)
-    os.replace(partial, folder)
+    state = _state()
+    if state.is_main_process:
+        write_json(partial / "student.json", s)
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(partial, folder)
+    state.wait_for_everyone()
 
 
 def trained_students(profile: dict, *, train: bool = True, workers: int | None = None) -> list[Student]:
@@ -468,7 +577,7 @@ def trained_students(profile: dict, *, train: bool = True, workers: int | None =
 
 
 def add_train_arguments(parser) -> None:
-    parser.add_argument("--profile", default="cpu", help="smoke | cpu | gpu, or the path of a YAML profile")
+    parser.add_argument("--profile", default="cpu", help="smoke | cpu | gpu, a variant (gpu-mini, colab, ...) or the path of a YAML profile")
     parser.add_argument("--loss", help="stage-2 loss (ranknet, listnet, adr-mse, lambdaloss, ...); default: the profile's students")
     parser.add_argument("--train-year", help="the year to train on (a key of data.datasets, e.g. dl20)")
     parser.add_argument("--train-dataset", help="a saved training-list dataset (rank-distillm build-dataset --out) for stage 2")
@@ -500,10 +609,12 @@ def train_command(args) -> int:
         check_target(args.out, TRAINING_FOLDER, force=args.force, inputs=[args.train_dataset])
     if args.train_dataset and not Path(args.train_dataset).is_dir():
         raise FileNotFoundError(f"--train-dataset {args.train_dataset}: no such dataset folder (rank-distillm build-dataset --out)")
+    main = _state().is_main_process  # under accelerate launch, one process reports
     if not (args.loss or args.train_year or args.train_dataset or args.out):
         for s in trained_students(profile):
-            print_json({"name": s.name, "path": str(s.path), "wall_s": s.metrics.get("wall_s"),
-                        "pairs_per_s": s.metrics.get("pairs_per_s")})
+            if main:
+                print_json({"name": s.name, "path": str(s.path), "wall_s": s.metrics.get("wall_s"),
+                            "pairs_per_s": s.metrics.get("pairs_per_s")})
         return 0
     train_year = args.train_year or profile["training"]["students"][0]["train_year"]
     lists = None
@@ -511,9 +622,11 @@ def train_command(args) -> int:
         import datasets
 
         folder = Path(args.train_dataset)
-        lists = training_lists(profile, train_year)
+        with _state().main_process_first():
+            lists = training_lists(profile, train_year)
         lists["stage2"] = datasets.load_from_disk(str(folder))
     result = train_student(profile, loss=args.loss, train_year=train_year, out_dir=args.out, resume=not args.no_resume, lists=lists)
-    print_json({"model_path": str(result.model_path), "wall_s": result.metrics.get("wall_s"),
-                "pairs_per_s": result.metrics.get("pairs_per_s")})
+    if main:
+        print_json({"model_path": str(result.model_path), "processes": result.metrics.get("processes"),
+                    "wall_s": result.metrics.get("wall_s"), "pairs_per_s": result.metrics.get("pairs_per_s")})
     return 0

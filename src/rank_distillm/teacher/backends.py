@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..data import DataError
-from .prompts import Messages
+from .prompts import Messages, ranking_tokens
 
 
 @dataclass
@@ -69,16 +69,6 @@ class Backend:
 # --------------------------------------------------------------------------- generation lengths
 
 RANKING = "ranking"  # a generation length: the tokens of a complete ranking of the window's ids
-
-
-def ranking_tokens(tokenizer, n: int) -> int:
-    """Tokens of a complete ranking of ``n`` ids, ``[1] > [2] > ... > [n]``, with ``tokenizer``.
-
-    rank_llm's figure for RankZephyr (``num_output_tokens``: the encoded string, less the
-    BOS token its Llama tokenizer adds), which it uses as both the minimum and the maximum
-    number of new tokens of a window.
-    """
-    return len(tokenizer(" > ".join(f"[{i}]" for i in range(1, n + 1)), add_special_tokens=False)["input_ids"])
 
 
 class _Lengths:

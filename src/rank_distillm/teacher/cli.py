@@ -22,16 +22,16 @@ import argparse
 from pathlib import Path
 
 from ..data import DataError, load_candidates, resolve_path, write_run
-from .backends import BACKENDS, live_backend, make_backend
+from .backends import BACKENDS, RANKING, live_backend, make_backend
 from .prompts import TEMPLATES
 
 # what an argument is when neither the command line nor a profile sets it
 DEFAULTS = {"prompt": "rankzephyr", "window": 20, "stride": 10, "depth": 100, "max_words": None,
-            "max_new_tokens": 120, "batch_size": 8, "max_queries": None, "threads": None, "model": None,
-            "tensor_parallel_size": 1}
+            "max_new_tokens": 120, "min_new_tokens": None, "context_size": None, "batch_size": 8, "max_queries": None,
+            "threads": None, "model": None, "tensor_parallel_size": 1}
 # arguments taken from the field of the same name in the profile's teacher section
 PROFILE_FIELDS = ("dataset", "candidates", "backend", "model", "prompt", "window", "stride", "depth", "max_words",
-                  "max_new_tokens", "batch_size", "threads")
+                  "max_new_tokens", "min_new_tokens", "context_size", "batch_size", "threads")
 
 
 def add_teach_arguments(p) -> None:
@@ -50,7 +50,12 @@ def add_teach_arguments(p) -> None:
     p.add_argument("--stride", type=positive_int, help="default 10")
     p.add_argument("--depth", type=positive_int, help="default 100")
     p.add_argument("--max-words", type=positive_int, help="words per passage (default 300 * 20 / window)")
-    p.add_argument("--max-new-tokens", type=positive_int, help="default 120")
+    p.add_argument("--max-new-tokens", type=parse_tokens, help="a number or 'ranking' (the length of a full answer "
+                                                         "for the window, rank_llm's); default 120")
+    p.add_argument("--min-new-tokens", type=parse_tokens, help="a number or 'ranking'; default none")
+    p.add_argument("--context-size", type=positive_int, help="shrink the words per passage until a prompt and a full "
+                                                             "answer fit this many tokens, as rank_llm does (RankZephyr: "
+                                                             "4096); default: no check")
     p.add_argument("--batch-size", type=positive_int, help="queries whose windows share one backend call (default 8)")
     p.add_argument("--max-queries", type=positive_int, help="only the first N queries of the dataset")
     p.add_argument("--threads", type=positive_int, help="torch CPU threads (transformers)")
@@ -58,6 +63,18 @@ def add_teach_arguments(p) -> None:
     p.add_argument("--tag", default=None, help="run tag (default: the backend and model)")
     p.add_argument("--out", required=True, help="the re-ranked run, written atomically at the end")
     add_force_argument(p)
+
+
+def parse_tokens(text: str) -> int | str:
+    """A ``--max-new-tokens``/``--min-new-tokens`` value: a number, or ``ranking``."""
+    from ..cli import positive_int
+
+    if text == RANKING:
+        return text
+    try:
+        return positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected a number of tokens or {RANKING!r}, got {text!r}") from None
 
 
 def _missing_candidates(profile: str, dataset: str) -> DataError:
@@ -125,7 +142,8 @@ def _backend(args):
     if args.backend == "replay":
         return make_backend("replay", log_path=resolve_path(args.log))
     return live_backend(args.backend, args.model, max_new_tokens=args.max_new_tokens, threads=args.threads,
-                        tensor_parallel_size=args.tensor_parallel_size, engine=args.engine)
+                        tensor_parallel_size=args.tensor_parallel_size, engine=args.engine,
+                        min_new_tokens=args.min_new_tokens)
 
 
 def _repair_note(windows: list[dict], shown: int = 3) -> str:
@@ -147,10 +165,14 @@ def teach_command(args) -> int:
 
     args = resolve_arguments(args)
     _check(args)
-    for name in ("window", "stride", "depth", "max_words", "max_new_tokens", "batch_size", "max_queries"):
+    for name in ("window", "stride", "depth", "max_words", "max_new_tokens", "min_new_tokens", "context_size",
+                 "batch_size", "max_queries"):
         value = getattr(args, name)  # from the command line (checked there) or from a profile file
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-            raise DataError(f"teacher.{name} (--{name.replace('_', '-')}) must be a whole number >= 1, not {value!r}")
+        if value is None or (name.endswith("new_tokens") and value == RANKING):
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            also = f" or {RANKING!r}" if name.endswith("new_tokens") else ""
+            raise DataError(f"teacher.{name} (--{name.replace('_', '-')}) must be a whole number >= 1{also}, not {value!r}")
     if args.max_words is None:
         args.max_words = default_max_words(args.window)
     candidates_file = None if str(args.candidates).startswith("irds:") else resolve_path(args.candidates)
@@ -164,14 +186,15 @@ def teach_command(args) -> int:
         if args.log and not log_path.parent.exists():
             raise DataError(f"--log {log_path}: folder {log_path.parent} does not exist")
         check_target(log_path, WINDOW_LOG, inputs=[candidates_file, out], option="--log")
-    settings = {"model": args.model, "template": args.prompt, "max_words": args.max_words}
+    context_size = args.context_size if args.backend != "replay" else None
+    settings = {"model": args.model, "template": args.prompt, "max_words": args.max_words, "context_size": context_size}
     with WindowLog(log_path) as log:  # locked now: a second job on this log stops here, before any work
         log.check_settings(settings)
         candidates = load_candidates(args.dataset, args.candidates, depth=args.depth, max_queries=args.max_queries)
         backend = _backend(args)
         result = sliding_window_rerank(
             candidates, backend, prompt=args.prompt, window=args.window, stride=args.stride, depth=args.depth,
-            max_words=args.max_words, log_path=log, batch_size=args.batch_size, progress=True,
+            max_words=args.max_words, log_path=log, batch_size=args.batch_size, progress=True, context_size=context_size,
         )
     tag = args.tag or (f"{args.backend}-{Path(args.model).name}" if args.model else args.backend)
     write_run(result.run, out, tag=tag.replace(" ", "_"))

@@ -37,7 +37,7 @@ from ..data import DataError
 
 REQUIRED = ("qid", "window", "docids", "response")
 # what a window's answer depends on besides its passages: checked when a log is resumed
-SETTINGS = ("model", "template", "max_words")
+SETTINGS = ("model", "template", "max_words", "context_size")
 
 
 class LogRecords(list):
@@ -130,8 +130,9 @@ def read_windows(path: str | os.PathLike, repair_tail: bool = False) -> LogRecor
 
 def _describe(settings: dict) -> str:
     words = settings.get("max_words")
+    context = settings.get("context_size")
     return (f"model {settings.get('model')!r}, prompt template {settings.get('template')!r}, "
-            f"{words} words per passage")
+            f"{words} words per passage" + (f" shrunk to fit a context of {context} tokens" if context else ""))
 
 
 def _lock(f, path: Path) -> None:
@@ -195,7 +196,7 @@ class WindowLog:
         return len(self.records)
 
     def check_settings(self, settings: dict) -> None:
-        """Refuse the log if a window in it was written with other ``settings`` (model, template, max_words).
+        """Refuse the log if a window in it was written with other ``settings`` (model, template, max_words, context_size).
 
         A field that a record lacks (a log from before it was recorded) is not compared.
         """

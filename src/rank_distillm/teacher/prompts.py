@@ -14,6 +14,15 @@ Passages are cut to a word budget (``max_words``; rank_llm uses ``300 * 20 / win
 ``[n]`` inside a passage or query becomes ``(n)`` so that it cannot be read as an
 identifier, and the whole prompt is cleaned with ``ftfy.fix_text`` (as rank_llm does:
 curly quotes become straight ones, broken encodings are repaired).
+
+The wording is rank_llm's when the paper labelled its data (``src/rank_llm/rerank/
+rank_listwise_os_llm.py`` at fd40109, April 2024): RankZephyr's instruction ends ``e.g., [2] >
+[1], Only respond with the ranking results, do not say any word or explain.`` The same
+file fixes the budgets: a prompt longer than the context minus the answer's tokens gets a
+smaller word budget per passage until it fits (:func:`fit_window`), and the answer is
+generated to exactly the token length of ``[1] > [2] > ... > [window]`` minus one
+(:func:`ranking_tokens`, rank_llm's ``num_output_tokens``, used as both ``min_new_tokens``
+and ``max_new_tokens``).
 """
 
 from __future__ import annotations
@@ -118,12 +127,12 @@ def _rankllm_post(example: str):
     )
 
 
+# rank_llm at fd40109 (2024-04): ZephyrReranker runs with variable_passages=True, hence "[2] > [1]"
 RANKZEPHYR = PromptTemplate(
     name="rankzephyr",
     system="You are RankLLM, an intelligent assistant that can rank passages based on their relevancy to the query",
     prefix=lambda query, num: _RANKLLM_PREFIX.format(num=num, query=query),
-    post=_rankllm_post("[2] > [1], Answer concisely and directly and only respond with the ranking results, "
-                       "do not say any word or explain."),
+    post=_rankllm_post("[2] > [1], Only respond with the ranking results, do not say any word or explain."),
 )
 
 RANKVICUNA = PromptTemplate(
@@ -151,6 +160,50 @@ RANKGPT = PromptTemplate(
 )
 
 TEMPLATES = {t.name: t for t in (RANKZEPHYR, RANKVICUNA, RANKGPT)}
+
+
+# --------------------------------------------------------------------------- token budgets (rank_llm at fd40109)
+
+
+def ranking_tokens(tokenizer, window: int) -> int:
+    """Tokens of a full answer for ``window`` passages, ``[1] > [2] > ... > [window]``, without special tokens.
+
+    rank_llm's ``num_output_tokens`` (``len(encode(...)) - 1``: the encoded string less the BOS
+    token that RankZephyr's Llama tokenizer adds), counted here without special tokens so that it
+    holds for tokenizers that add none too; rank_llm uses it as both ``min_new_tokens`` and
+    ``max_new_tokens`` of RankZephyr's generation.
+    """
+    return len(tokenizer.encode(" > ".join(f"[{i}]" for i in range(1, window + 1)), add_special_tokens=False))
+
+
+def prompt_tokens(tokenizer, template: PromptTemplate, messages: Messages) -> int:
+    """The prompt's length as rank_llm counts it: ``len(tokenizer.encode(rendered prompt))``."""
+    text = render_fixed(template, messages)
+    if text is None:
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return len(tokenizer.encode(text))
+
+
+def fit_window(template: PromptTemplate, query: str, passages: list[str], max_words: float, *, tokenizer,
+               context_size: int, output_tokens: int) -> tuple[Messages, int]:
+    """The window's messages with a word budget small enough for the context: ``(messages, words per passage)``.
+
+    rank_llm's ``create_prompt`` loop: while the prompt has more than ``context_size -
+    output_tokens`` tokens, cut ``max(1, excess // (4 * passages))`` more words from every
+    passage's budget. A prompt that does not fit even with no passage words is a ``ValueError``.
+    """
+    budget = context_size - output_tokens
+    words = max_words
+    while True:
+        kept = max(0, int(words))
+        messages = template.messages(query, passages, kept)
+        n = prompt_tokens(tokenizer, template, messages)
+        if n <= budget:
+            return messages, kept
+        if kept == 0:
+            raise ValueError(f"the prompt for query {query!r} has {n} tokens with no passage text, more than the "
+                             f"context of {context_size} minus {output_tokens} for the answer")
+        words -= max(1, (n - budget) // (len(passages) * 4))
 
 
 def get_template(prompt: str | PromptTemplate) -> PromptTemplate:

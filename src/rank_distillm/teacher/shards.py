@@ -39,6 +39,7 @@ from pathlib import Path
 
 from ..data import Candidates, DataError, Run, load_candidates, load_queries, read_run, write_run
 from ..outputs import write_text
+from .cli import parse_tokens
 
 # --------------------------------------------------------------------------- splitting
 
@@ -202,6 +203,11 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--depth", type=int, default=100)
     p.add_argument("--max-queries", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=64, help="queries whose windows go into one engine call")
+    p.add_argument("--max-new-tokens", type=parse_tokens, default=120,
+                   help="a number or 'ranking' (a full answer's length for the window, as rank_llm); default 120")
+    p.add_argument("--min-new-tokens", type=parse_tokens, default=None, help="a number or 'ranking'; default none")
+    p.add_argument("--context-size", type=int, default=None,
+                   help="shrink the words per passage until prompt and answer fit (rank_llm; RankZephyr: 4096)")
     p.add_argument("--prepare-only", action="store_true",
                    help="load the shard's candidates (downloads, docs store) and stop")
 
@@ -237,7 +243,8 @@ def _make_backend(args):
     if not args.model:
         raise ValueError(f"--backend {args.backend} needs --model")
     engine = {"max_model_len": args.max_model_len} if args.max_model_len else {}
-    return live_backend(args.backend, args.model, tensor_parallel_size=args.tensor_parallel_size, engine=engine)
+    return live_backend(args.backend, args.model, tensor_parallel_size=args.tensor_parallel_size, engine=engine,
+                        max_new_tokens=args.max_new_tokens, min_new_tokens=args.min_new_tokens)
 
 
 def launch_commands(gpus: str, processes: int | None, tensor_parallel: int, run_args: list[str]) -> list[tuple[dict, list[str]]]:
@@ -296,7 +303,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         path = run_shard(candidates, _make_backend(args), args.out_dir, args.shard, args.num_shards, positions,
                          prompt=args.prompt, window=args.window, stride=args.stride, depth=args.depth,
-                         batch_size=args.batch_size, progress=sys.stderr.isatty())
+                         batch_size=args.batch_size, progress=sys.stderr.isatty(),
+                         context_size=args.context_size if args.backend != "replay" else None)
         print(f"{name}: done -> {path}")
         return 0
     except (DataError, ValueError, ImportError) as error:

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from ..data import Candidates, DataError, Run, run_from_rankings
 from .backends import Backend, Request
 from .log import WindowLog
-from .prompts import PromptTemplate, default_max_words, get_template, render_fixed
+from .prompts import PromptTemplate, default_max_words, fit_window, get_template, ranking_tokens, render_fixed
 
 # --------------------------------------------------------------------------- schedule
 
@@ -194,6 +194,14 @@ class _Query:
         self.next += 1
 
 
+def _prompt_tokenizer(backend):
+    """The tokenizer a backend's prompts are counted with: its own, or its vLLM engine's."""
+    tokenizer = getattr(backend, "tokenizer", None)
+    if tokenizer is None and hasattr(getattr(backend, "llm", None), "get_tokenizer"):
+        tokenizer = backend.llm.get_tokenizer()
+    return tokenizer
+
+
 def sliding_window_rerank(
     candidates: list[Candidates],
     backend: Backend,
@@ -206,6 +214,8 @@ def sliding_window_rerank(
     log_path: str | os.PathLike | WindowLog | None = None,
     batch_size: int = 8,
     progress: bool = True,
+    context_size: int | None = None,
+    tokenizer=None,
 ) -> TeacherResult:
     """Re-rank each query's candidates listwise with sliding windows.
 
@@ -217,6 +227,10 @@ def sliding_window_rerank(
     candidates and settings: a window whose passages differ, or a log written with another
     model, prompt template or ``max_words``, is an error. Each new window records those three.
     ``batch_size``: how many queries' windows go into one backend call.
+    ``context_size`` (RankZephyr's: 4096): a window whose prompt leaves less than a full
+    answer's tokens (:func:`~rank_distillm.teacher.prompts.ranking_tokens`) gets a smaller word
+    budget per passage until it fits, as rank_llm does (:func:`~rank_distillm.teacher.prompts.fit_window`);
+    prompts are counted with ``tokenizer`` (default: the backend's). ``None``: no such check.
     Passages below ``depth`` keep their first-stage order under the re-ranked top.
     """
     template = get_template(prompt)
@@ -230,7 +244,19 @@ def sliding_window_rerank(
             raise DataError(f"query {cand.qid} appears twice in the candidates")
         seen.add(cand.qid)
     queries = [_Query(c, window_schedule(len(c), window, stride, depth)) for c in candidates]
-    settings = {"model": getattr(backend, "model_name", None), "template": template.name, "max_words": max_words}
+    settings = {"model": getattr(backend, "model_name", None), "template": template.name, "max_words": max_words,
+                "context_size": context_size}
+    if context_size:
+        tokenizer = tokenizer or _prompt_tokenizer(backend)
+        if tokenizer is None:
+            raise ValueError(f"context_size {context_size}: backend {backend!r} has no tokenizer to count the prompt with")
+
+    def window_messages(query: str, texts: list[str]):
+        if not context_size:
+            return template.messages(query, texts, max_words)
+        return fit_window(template, query, texts, max_words, tokenizer=tokenizer, context_size=context_size,
+                          output_tokens=ranking_tokens(tokenizer, len(texts)))[0]
+
     own_log = not isinstance(log_path, WindowLog)
     log = WindowLog(log_path) if own_log else log_path
     records: dict[str, list[dict]] = {q.cand.qid: [] for q in queries}
@@ -270,7 +296,7 @@ def sliding_window_rerank(
                 docids = q.window_docids()
                 start, end = q.schedule[q.next]
                 texts = [q.cand.texts[i] for i in q.order[start:end]]
-                messages = template.messages(q.cand.query, texts, max_words)
+                messages = window_messages(q.cand.query, texts)
                 requests.append(Request(q.cand.qid, q.next, start, end, docids, messages, render_fixed(template, messages)))
             t0 = time.perf_counter()
             answers = backend.generate(requests)
