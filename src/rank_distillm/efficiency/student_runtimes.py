@@ -39,9 +39,9 @@ def split_backend(backend: str) -> tuple[str, bool]:
 
 def student_path(spec: dict) -> str:
     """The student's folder or hub id; a random-weight folder of its ``from_config`` architecture when offline."""
-    from ..models import from_config_student, resolve_model
+    from ..models import random_model, resolve_model
 
-    return from_config_student(spec["from_config"], spec.get("tokenizer")) if use_config(spec) else resolve_model(spec["model"])
+    return random_model(spec["from_config"]) if use_config(spec) else resolve_model(spec["model"])
 
 
 def load_cross_encoder(spec: dict):
