@@ -1,0 +1,90 @@
+"""Tables for the page: readable headers with units, a dash where a value does not apply.
+
+The package computes with its own field names (``RR(rel=2)@10``, ``p_holm``,
+``passages_per_list_mean``); a reader should see ``MRR@10``, ``p (Holm)`` and "passages
+per list". The chapters turn their tables into what a page shows with these helpers, so
+every chapter names a measure the same way:
+
+- :func:`measure_label`: a measure's usual name (``RR(rel=2)@10`` -> ``MRR@10``);
+- :func:`styled`: a ``pandas`` Styler with a dash for missing values, given number formats
+  and an optional caption;
+- :func:`comparison_table`: :class:`~rank_distillm.evaluation.Comparison` results, one row
+  per year and system, with the mean, its confidence interval, the difference to the
+  baseline (``*`` where it is significant after Holm's correction) and the corrected p-value.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping, Sequence
+
+DASH = "\u2013"  # what a cell shows where a value does not apply
+
+# the names a reader knows, for the ir_measures names the package computes with (TREC DL:
+# grade 2 or more is relevant for the binary measures)
+MEASURE_LABELS = {
+    "RR(rel=2)@10": "MRR@10",
+    "AP(rel=2)": "MAP",
+    "R(rel=2)@100": "R@100",
+    "R(rel=2)@1000": "R@1000",
+}
+
+
+def measure_label(name: str) -> str:
+    """The usual name of an ``ir_measures`` measure: ``RR(rel=2)@10`` -> ``MRR@10``; others as they are."""
+    return MEASURE_LABELS.get(str(name), str(name))
+
+
+def year_label(year: str) -> str:
+    """``dl19`` -> ``DL19`` (a profile's year key, as the paper writes it)."""
+    return str(year).upper()
+
+
+def styled(table, formats: Mapping[str, str] | str | None = None, caption: str | None = None):
+    """``table.style`` with ``formats`` (one format for all, or per column), a dash for missing values and ``caption``."""
+    styler = table.style.format(formats, na_rep=DASH)
+    if caption:
+        styler = styler.set_caption(caption)
+    return styler
+
+
+def _interval(low: float, high: float, digits: int) -> str:
+    if any(isinstance(v, float) and math.isnan(v) for v in (low, high)):
+        return DASH
+    return f"{low:.{digits}f}\u2013{high:.{digits}f}"
+
+
+def p_value(p: float) -> str:
+    """A p-value as text: three decimals, ``<0.001`` below that, a dash where there is none."""
+    if p is None or (isinstance(p, float) and math.isnan(p)):
+        return DASH
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def comparison_table(comparisons: Mapping[str, "Comparison"], measures: Sequence[str] = (),  # noqa: F821
+                     digits: int = 3):
+    """One row per (year, system) of several :class:`~rank_distillm.evaluation.Comparison` (``{year: comparison}``).
+
+    Columns: the tested measure (``nDCG@10``), its ``95% CI``, the other ``measures``
+    (readable names), ``Δ to BASELINE`` (the mean per-query difference, ``*`` when it is
+    significant after Holm's correction) and ``p (Holm)``; the baseline's own test cells are
+    blank. Numbers are formatted text (``digits`` places), so the table shows as it reads.
+    """
+    import pandas as pd
+
+    frames = {}
+    for year, c in comparisons.items():
+        t = c.table
+        rows = {}
+        for system, row in t.iterrows():
+            baseline = system == c.baseline
+            cells = {measure_label(c.measure): f"{row[c.measure]:.{digits}f}",
+                     "95% CI": _interval(row["ci_low"], row["ci_high"], digits)}
+            cells.update({measure_label(m): f"{row[m]:.{digits}f}" for m in measures if m != c.measure})
+            diff = "" if baseline else f"{row['diff']:+.{digits}f}" + ("*" if row["significant"] else "")
+            cells[f"\u0394 to {c.baseline}"] = diff
+            cells["p (Holm)"] = "" if baseline else p_value(row["p_holm"])
+            rows[system] = cells
+        frames[year_label(year)] = pd.DataFrame.from_dict(rows, orient="index")
+    table = pd.concat(frames, names=["year", "system"])
+    return table.fillna("")

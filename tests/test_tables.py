@@ -1,0 +1,44 @@
+"""Tables for the page: readable names, dashes, the comparison table from a real comparison."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import pandas as pd
+
+from rank_distillm import evaluation, tables
+
+from .conftest import DL19, DL20
+
+
+def test_measure_and_p_value_labels():
+    assert [tables.measure_label(m) for m in ("nDCG@10", "RR(rel=2)@10", "AP(rel=2)")] == ["nDCG@10", "MRR@10", "MAP"]
+    assert [tables.p_value(p) for p in (0.04321, 0.0004, math.nan, None)] == ["0.043", "<0.001", "\u2013", "\u2013"]
+    assert tables.year_label("dl19") == "DL19"
+
+
+def test_styled_shows_a_dash_for_missing_values():
+    html = tables.styled(pd.DataFrame({"a": [1.0, math.nan]}), "{:.2f}", caption="C").to_html()
+    assert "1.00" in html and "\u2013" in html and "nan" not in html.lower() and "C</caption>" in html
+
+
+def test_comparison_table_from_real_runs(runs_dir):
+    runs = {year: {"BM25": runs_dir / f"trec-dl-{y}/bm25.run", "RankVicuna-7B": runs_dir / f"trec-dl-{y}/rankvicuna-7b.run",
+                   "RankGPT": runs_dir / f"trec-dl-{y}/rankgpt-gpt-3.5-turbo.run"}
+            for year, y in (("dl19", 2019), ("dl20", 2020))}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        comparisons = {year: evaluation.compare(runs[year], dataset, baseline="RankVicuna-7B",
+                                                measures=["nDCG@10", "RR(rel=2)@10"])
+                       for year, dataset in (("dl19", DL19), ("dl20", DL20))}
+    table = tables.comparison_table(comparisons, measures=["nDCG@10", "RR(rel=2)@10"])
+    assert list(table.columns) == ["nDCG@10", "95% CI", "MRR@10", "\u0394 to RankVicuna-7B", "p (Holm)"]
+    assert table.index.names == ["year", "system"] and len(table) == 6
+    assert table.loc[("DL19", "BM25"), "nDCG@10"] == "0.506" and table.loc[("DL20", "RankVicuna-7B"), "nDCG@10"] == "0.661"
+    # the baseline's own test cells are blank; BM25 is significantly worse than RankVicuna on DL19 (p < 0.001)
+    assert table.loc[("DL19", "RankVicuna-7B"), "\u0394 to RankVicuna-7B"] == "" == table.loc[("DL19", "RankVicuna-7B"), "p (Holm)"]
+    assert table.loc[("DL19", "BM25"), "\u0394 to RankVicuna-7B"] == "-0.162*"
+    assert table.loc[("DL19", "BM25"), "p (Holm)"] == "<0.001"
+    assert not table.loc[("DL19", "RankGPT"), "\u0394 to RankVicuna-7B"].endswith("*")
+    assert not table.isna().any().any()
