@@ -85,7 +85,7 @@ def summary_table(datasets: Mapping[str, object]):
     """:func:`summary` of each named dataset, one row each, with readable headers.
 
     Columns: ``lists``, ``queries``, ``passages per list`` (one number, or the range and
-    mean), ``passages`` and ``targets`` (the range of the labels).
+    mean), ``passages`` and ``targets`` (the range of the labels; whole numbers without decimals).
     """
     import pandas as pd
 
@@ -95,8 +95,10 @@ def summary_table(datasets: Mapping[str, object]):
         per_list = _range(info["passages_per_list_min"], info["passages_per_list_max"])
         if info["passages_per_list_min"] != info["passages_per_list_max"]:
             per_list += f" (mean {info['passages_per_list_mean']:.1f})"
+        whole = all(float(v).is_integer() for v in (info["label_min"], info["label_max"]))
+        digits = 0 if whole else 3
         rows[name] = {"lists": info["lists"], "queries": info["queries"], "passages per list": per_list,
-                      "passages": info["passages"], "targets": _range(info["label_min"], info["label_max"], 3 if info["label_max"] < 1.5 else 0)}
+                      "passages": info["passages"], "targets": _range(info["label_min"], info["label_max"], digits)}
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
