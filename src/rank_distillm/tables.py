@@ -10,7 +10,10 @@ every chapter names a measure the same way:
   and an optional caption;
 - :func:`comparison_table`: :class:`~rank_distillm.evaluation.Comparison` results, one row
   per year and system, with the mean, its confidence interval, the difference to the
-  baseline (``*`` where it is significant after Holm's correction) and the corrected p-value.
+  baseline (``*`` where it is significant after Holm's correction) and the corrected p-value;
+  :func:`verdicts`: the same as sentences;
+- :func:`constant_columns`: the measures that cannot tell the rows apart (R@100 of
+  re-rankings of the same top-100), which a table leaves out.
 """
 
 from __future__ import annotations
@@ -88,3 +91,31 @@ def comparison_table(comparisons: Mapping[str, "Comparison"], measures: Sequence
         frames[year_label(year)] = pd.DataFrame.from_dict(rows, orient="index")
     table = pd.concat(frames, names=["year", "system"])
     return table.fillna("")
+
+
+def constant_columns(table, columns: Sequence[str], by: str | None = None) -> list[str]:
+    """Those of ``columns`` whose value is the same in every row (in every group of the index level ``by``).
+
+    E.g. R@100 of systems that all re-order the same first-stage top-100: it is the first
+    stage's recall for each of them, so a table of those systems leaves it out.
+    """
+    groups = [table] if by is None else [part for _, part in table.groupby(level=by, sort=False)]
+    return [c for c in columns if all((part[c].max() - part[c].min()) <= 1e-12 for part in groups)]
+
+
+def slug(name: str) -> str:
+    """A name as part of a glue key: ``MiniLM RankNet (DL20 -> DL19)`` -> ``minilm_ranknet__dl20____dl19``."""
+    return "".join(ch if ch.isalnum() else "_" for ch in str(name).lower()).strip("_")
+
+
+def verdicts(comparison, digits: int = 4) -> list[str]:
+    """One sentence per system of a :class:`~rank_distillm.evaluation.Comparison`: its mean, the
+    difference to the baseline and whether the paired test (Holm) finds it significant."""
+    t, base = comparison.table, comparison.baseline
+    lines = [f"{len(comparison.scores)} queries; {base} (the baseline): {comparison.measure} {t.loc[base, comparison.measure]:.{digits}f}"]
+    for system, row in t.drop(index=base).iterrows():
+        verdict = ("significantly " + ("better" if row["diff"] > 0 else "worse")) if row["significant"] \
+            else "not significantly different"
+        lines.append(f"{system}: {row[comparison.measure]:.{digits}f} ({row['diff']:+.{digits}f}, Holm p = "
+                     f"{p_value(row['p_holm'])}: {verdict}; Kendall tau with {base} {row['kendall_tau']:.3f})")
+    return lines
