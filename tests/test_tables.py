@@ -21,6 +21,7 @@ def test_measure_and_p_value_labels():
 def test_styled_shows_a_dash_for_missing_values():
     html = tables.styled(pd.DataFrame({"a": [1.0, math.nan]}), "{:.2f}", caption="C").to_html()
     assert "1.00" in html and "\u2013" in html and "nan" not in html.lower() and "C</caption>" in html
+    assert "white-space: nowrap" in tables.styled(pd.DataFrame({"a": [1.0]}), nowrap=["a"]).to_html()
 
 
 def test_comparison_table_from_real_runs(runs_dir):
@@ -33,14 +34,16 @@ def test_comparison_table_from_real_runs(runs_dir):
                                                 measures=["nDCG@10", "RR(rel=2)@10"])
                        for year, dataset in (("dl19", DL19), ("dl20", DL20))}
     table = tables.comparison_table(comparisons, measures=["nDCG@10", "RR(rel=2)@10"])
-    assert list(table.columns) == ["nDCG@10", "95% CI", "MRR@10", "\u0394 to RankVicuna-7B", "p (Holm)"]
+    assert list(table.columns) == ["nDCG@10", "95% CI", "MRR@10", "\u0394 to baseline", "p (Holm)"]
     assert table.index.names == ["year", "system"] and len(table) == 6
-    assert table.loc[("DL19", "BM25"), "nDCG@10"] == "0.506" and table.loc[("DL20", "RankVicuna-7B"), "nDCG@10"] == "0.661"
+    assert table.loc[("DL19", "BM25"), "nDCG@10"] == "0.506" and table.loc[("DL20", "RankVicuna-7B (baseline)"), "nDCG@10"] == "0.661"
     # the baseline's own test cells are blank; BM25 is significantly worse than RankVicuna on DL19 (p < 0.001)
-    assert table.loc[("DL19", "RankVicuna-7B"), "\u0394 to RankVicuna-7B"] == "" == table.loc[("DL19", "RankVicuna-7B"), "p (Holm)"]
-    assert table.loc[("DL19", "BM25"), "\u0394 to RankVicuna-7B"] == "-0.162*"
+    assert table.loc[("DL19", "RankVicuna-7B (baseline)"), "\u0394 to baseline"] == ""
+    assert table.loc[("DL19", "RankVicuna-7B (baseline)"), "p (Holm)"] == ""
+    assert table.loc[("DL19", "BM25"), "\u0394 to baseline"] == "-0.162*"
+    assert table.loc[("DL19", "BM25"), "95% CI"].count(".") == 2 and len(table.loc[("DL19", "BM25"), "95% CI"]) == 9
     assert table.loc[("DL19", "BM25"), "p (Holm)"] == "<0.001"
-    assert not table.loc[("DL19", "RankGPT"), "\u0394 to RankVicuna-7B"].endswith("*")
+    assert not table.loc[("DL19", "RankGPT"), "\u0394 to baseline"].endswith("*")
     assert not table.isna().any().any()
     lines = tables.verdicts(comparisons["dl19"])
     assert lines[0].startswith("43 queries; RankVicuna-7B (the baseline): nDCG@10 0.6682")

@@ -43,11 +43,20 @@ def year_label(year: str) -> str:
     return str(year).upper()
 
 
-def styled(table, formats: Mapping[str, str] | str | None = None, caption: str | None = None):
-    """``table.style`` with ``formats`` (one format for all, or per column), a dash for missing values and ``caption``."""
-    styler = table.style.format(formats, na_rep=DASH)
+def styled(table, formats: Mapping[str, str] | str | None = None, caption: str | None = None,
+           nowrap: Sequence[str] = ()):
+    """``table.style`` with ``formats`` (one format for all, or per column), a dash for missing values and ``caption``.
+
+    Cells get some padding, so that neighbouring numbers do not run together; the columns
+    in ``nowrap`` are kept on one line (an interval ``0.45–0.57`` is not broken after its
+    dash in a narrow page).
+    """
+    styler = table.style.format(formats, na_rep=DASH).set_table_styles(
+        [{"selector": "td, th", "props": "padding: 0.15em 0.6em"}], overwrite=False)
     if caption:
         styler = styler.set_caption(caption)
+    if nowrap:
+        styler = styler.set_properties(subset=list(nowrap), **{"white-space": "nowrap"})
     return styler
 
 
@@ -68,10 +77,11 @@ def comparison_table(comparisons: Mapping[str, "Comparison"], measures: Sequence
                      digits: int = 3):
     """One row per (year, system) of several :class:`~rank_distillm.evaluation.Comparison` (``{year: comparison}``).
 
-    Columns: the tested measure (``nDCG@10``), its ``95% CI``, the other ``measures``
-    (readable names), ``Δ to BASELINE`` (the mean per-query difference, ``*`` when it is
-    significant after Holm's correction) and ``p (Holm)``; the baseline's own test cells are
-    blank. Numbers are formatted text (``digits`` places), so the table shows as it reads.
+    Columns: the tested measure (``nDCG@10``), its ``95% CI`` (one digit fewer), the other
+    ``measures`` (readable names), ``Δ to baseline`` (the mean per-query difference, ``*``
+    when it is significant after Holm's correction) and ``p (Holm)``; the baseline's row is
+    named ``NAME (baseline)`` and its own test cells are blank. Numbers are formatted text
+    (``digits`` places), so the table shows as it reads.
     """
     import pandas as pd
 
@@ -82,12 +92,12 @@ def comparison_table(comparisons: Mapping[str, "Comparison"], measures: Sequence
         for system, row in t.iterrows():
             baseline = system == c.baseline
             cells = {measure_label(c.measure): f"{row[c.measure]:.{digits}f}",
-                     "95% CI": _interval(row["ci_low"], row["ci_high"], digits)}
+                     "95% CI": _interval(row["ci_low"], row["ci_high"], max(digits - 1, 1))}
             cells.update({measure_label(m): f"{row[m]:.{digits}f}" for m in measures if m != c.measure})
             diff = "" if baseline else f"{row['diff']:+.{digits}f}" + ("*" if row["significant"] else "")
-            cells[f"\u0394 to {c.baseline}"] = diff
+            cells["\u0394 to baseline"] = diff
             cells["p (Holm)"] = "" if baseline else p_value(row["p_holm"])
-            rows[system] = cells
+            rows[f"{system} (baseline)" if baseline else system] = cells
         frames[year_label(year)] = pd.DataFrame.from_dict(rows, orient="index")
     table = pd.concat(frames, names=["year", "system"])
     return table.fillna("")
