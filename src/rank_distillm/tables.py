@@ -126,6 +126,8 @@ def verdicts(comparison, digits: int = 4) -> list[str]:
     for system, row in t.drop(index=base).iterrows():
         verdict = ("significantly " + ("better" if row["diff"] > 0 else "worse")) if row["significant"] \
             else "not significantly different"
-        lines.append(f"{system}: {row[comparison.measure]:.{digits}f} ({row['diff']:+.{digits}f}, Holm p = "
-                     f"{p_value(row['p_holm'])}: {verdict}; Kendall tau with {base} {row['kendall_tau']:.3f})")
+        p = p_value(row["p_holm"])
+        p = f"< {p[1:]}" if p.startswith("<") else f"= {p}"
+        lines.append(f"{system}: {row[comparison.measure]:.{digits}f} ({row['diff']:+.{digits}f}, Holm p {p}: "
+                     f"{verdict}; Kendall tau with {base} {row['kendall_tau']:.3f})")
     return lines
