@@ -60,3 +60,19 @@ def test_no_build_is_an_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="jupyter_execute"):
         book_results.write_results(tmp_path)
     assert book_results.main([str(tmp_path)]) == 2
+
+
+def test_values_from_the_glue_file_a_book_build_writes(executed, tmp_path):
+    """jupyter-book (myst-nb 1.x) takes the glue outputs out of the notebook it writes to jupyter_execute
+    and saves them as NAME.glue.json beside it: the values are read from there."""
+    from myst_nb.ext.glue import extract_glue_data
+
+    folder = tmp_path / "jupyter_execute" / "notebooks"
+    folder.mkdir(parents=True)
+    nb = nbformat.read(str(executed / "jupyter_execute" / "notebooks" / "05_training.ipynb"), as_version=4)
+    glue_data = extract_glue_data(nb, None, None)  # as the build does: the outputs leave the notebook
+    nbformat.write(nb, str(folder / "05_training.ipynb"))
+    assert book_results.glued_values(folder / "05_training.ipynb") == {"training/shown": True}  # shown: it stays
+    (folder / "05_training.glue.json").write_text(json.dumps(glue_data))
+    values = book_results.glued_values(folder / "05_training.ipynb")
+    assert values == json.loads(book_results.write_results(executed).read_text())

@@ -23,11 +23,24 @@ from .conftest import DL19, DL20, REPO
         (DL20, "trec-dl-2020/rankvicuna-7b.run", 0.6611),
         (DL19, "trec-dl-2019/rankgpt-gpt-3.5-turbo.run", 0.6938),
         (DL20, "trec-dl-2020/rankvicuna-7b-second-run.run", 0.6549),
+        (DL20, "trec-dl-2020/rankgpt-gpt-3.5-turbo.run", 0.6385),
     ],
 )
 def test_reference_ndcg(runs_dir, dataset_id, run_file, expected):
     result = evaluate_run(runs_dir / run_file, dataset_id, ["nDCG@10"])
     assert result["nDCG@10"] == pytest.approx(expected, abs=5e-5)
+    assert data.reference_ndcg10("{data}/runs/" + run_file) == expected  # the table chapter 01 checks against
+
+
+def test_reference_ndcg_is_only_for_the_data_folders_runs():
+    assert len(data.REFERENCE_NDCG10) == 7
+    assert data.reference_ndcg10("irds:msmarco-passage/trec-dl-2019/judged") is None
+    assert data.reference_ndcg10("/elsewhere/runs/trec-dl-2019/bm25.run") is None
+
+
+def test_qrels_summary_known_values():
+    assert data.qrels_summary(DL19) == {"queries": 43, "judgements": 9260, "per query": 215.3,
+                                        "grade 0": 5158, "grade 1": 1601, "grade 2": 1804, "grade 3": 697}
 
 
 def test_queries_and_qrels_counts():
@@ -153,6 +166,14 @@ def test_no_data_names_both_ways_out(tmp_path, monkeypatch):
     assert data.data_dir(required=False) is None
     with pytest.raises(data.DataError, match="point RANK_DISTILLM_DATA at a data folder.* or allow the download"):
         data.data_dir()
+    # without a data folder, only the runs that do not live in one can be read
+    specs = {"stored": "{data}/runs/trec-dl-2019/bm25.run", "official": "irds:msmarco-passage/trec-dl-2019/judged"}
+    assert data.available_runs(specs) == {"official": specs["official"]}
+
+
+def test_available_runs_with_a_data_folder():
+    specs = {"stored": "{data}/runs/trec-dl-2019/bm25.run", "official": "irds:msmarco-passage/trec-dl-2019/judged"}
+    assert data.available_runs(specs) == specs
 
 
 def test_cli_evaluate_json(runs_dir):

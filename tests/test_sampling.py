@@ -1,12 +1,15 @@
 """Training lists on the real TREC DL 2020 data: teacher order, depth cuts, sampling, stage-1
-lists against the qrels, the MS MARCO encoding repair, the released-data loader, the CLI."""
+lists against the qrels, the MS MARCO encoding repair, the released-data loader, what the lists
+contain (list_stats), the CLI."""
 
 from __future__ import annotations
+
+import math
 
 import datasets
 import pytest
 
-from rank_distillm import data, sampling
+from rank_distillm import data, list_stats, sampling
 from rank_distillm.cli import main
 
 from .conftest import DL20
@@ -243,6 +246,42 @@ def test_list_table_joins_ranks_and_qrels(teacher, candidates, qrels):
     assert first["teacher_rank"] == 1 and first["label"] == 10.0
     assert first["first_stage_rank"] == candidates[0].docids.index(first["docid"]) + 1
     assert table["teacher_rank"].tolist()[:10] == list(range(1, 11))
+
+
+# --------------------------------------------------------------------------- what the lists contain (list_stats)
+
+
+def test_summary_table_has_readable_columns(teacher, candidates):
+    lists = sampling.distillation_lists(teacher, candidates, depth=20)
+    stage1 = sampling.relevance_lists(DL20, candidates, negatives=7)
+    table = list_stats.summary_table({"distillation": lists, "stage 1": stage1})
+    assert list(table.columns) == ["lists", "queries", "passages per list", "passages", "targets"]
+    assert table.loc["distillation"].tolist() == [54, 54, "20", 1080, "1\u201320"]
+    assert table.loc["stage 1", "passages per list"] == "8" and table.loc["stage 1", "targets"] == "0\u20131"
+    assert table.loc["stage 1", "lists"] == stage1.num_rows == sampling.summary(stage1)["lists"]
+
+
+def test_judgement_classes():
+    assert [list_stats.judgement(g) for g in (3, 2, 1, 0, None, math.nan)] == [
+        "relevant (2-3)", "relevant (2-3)", "marginal (1)", "non-relevant (0)", "unjudged", "unjudged"]
+
+
+def test_depth_table_against_the_qrels(teacher, candidates):
+    qrels = data.load_qrels(DL20)
+    table = list_stats.depth_table({k: sampling.distillation_lists(teacher, candidates, depth=k) for k in (10, 100)},
+                                   candidates, qrels)
+    assert list(table.index) == [10, 100]
+    assert table["passages per list"].tolist() == [10, 100]
+    # the paper's cut keeps exactly the first stage's top-k: its deepest passage is BM25's rank k
+    assert table["deepest first-stage rank"].tolist() == [10, 100]
+    assert table[list_stats.JUDGEMENT_ORDER].sum(axis=1).tolist() == pytest.approx([1.0, 1.0])
+    # at depth 100 the lists hold the whole BM25 top-100: counted from the qrels directly
+    relevant = [sum(qrels[c.qid].get(d, 0) >= 2 for d in c.docids) for c in candidates]
+    unjudged = sum(d not in qrels[c.qid] for c in candidates for d in c.docids) / sum(len(c) for c in candidates)
+    assert table.loc[100, "relevant per list"] == pytest.approx(sum(relevant) / len(relevant))
+    assert table.loc[100, "unjudged"] == pytest.approx(unjudged)
+    # the top of BM25's list holds a larger share of relevant passages than the whole top-100
+    assert table.loc[10, "relevant (2-3)"] > table.loc[100, "relevant (2-3)"]
 
 
 def test_cli_build_dataset(tmp_path, runs_dir, capsys):

@@ -80,6 +80,17 @@ def test_identical_system_is_not_significant(dl19_scores):
     assert table.loc["copy", "p"] == 1.0 and not table.loc["copy", "significant"]
 
 
+def test_paired_t_test_constant_differences():
+    """Zero variance of the differences: no difference is p = 1 (scipy: nan), a constant shift p = 0
+    (as scipy for an exact shift; with float noise scipy's t is an arbitrary huge number)."""
+    assert math.isnan(stats.ttest_rel([0.5, 0.6, 0.7], [0.5, 0.6, 0.7]).pvalue)
+    assert significance.paired_t_test([0.5, 0.6, 0.7], [0.5, 0.6, 0.7]) == (0.0, 1.0)
+    exact = stats.ttest_rel([1.0, 2.0, 3.0], [0.0, 1.0, 2.0])
+    assert significance.paired_t_test([1.0, 2.0, 3.0], [0.0, 1.0, 2.0]) == (exact.statistic, exact.pvalue) == (math.inf, 0.0)
+    assert significance.paired_t_test([0.6, 0.7, 0.8], [0.5, 0.6, 0.7]) == (math.inf, 0.0)
+    assert significance.paired_t_test([0.4, 0.5, 0.6], [0.5, 0.6, 0.7]) == (-math.inf, 0.0)
+
+
 @pytest.mark.parametrize(
     "scores, message",
     [

@@ -24,6 +24,7 @@ from rank_distillm.teacher import (
     WindowLog,
     make_backend,
     parse_permutation,
+    prompt_matches,
     read_log,
     render_fixed,
     sliding_window_rerank,
@@ -126,18 +127,23 @@ def test_rankvicuna_prompts_reproduce_the_stored_ones(log_path, dl20_candidates)
     The exceptions are windows whose passages carry mojibake that the stored run saw raw
     while ``ir_datasets`` repairs it: there the texts differ before any prompt is built.
     """
-    queries = {c.qid: c.query for c in dl20_candidates}
-    texts = {d: t for c in dl20_candidates for d, t in zip(c.docids, c.texts)}
     records = read_log(log_path)
-    equal = 0
-    for r in records:
-        passages = [texts[d] for d in r["docids"]]
-        prompt = render_fixed(RANKVICUNA, RANKVICUNA.messages(queries[r["qid"]], passages, max_words=300))
-        if prompt == r["prompt"]:
-            equal += 1
-        else:
-            assert not all(p.isascii() for p in passages), f"query {r['qid']} window {r['window']} differs"
-    assert equal >= 479, f"only {equal} of {len(records)} prompts reproduced"
+    matches = prompt_matches(records, dl20_candidates, RANKVICUNA)
+    assert len(matches) == len(records) == 486
+    assert matches["same"].sum() == 479, f"{matches['same'].sum()} of {len(records)} prompts reproduced"
+    differing = matches[~matches["same"]]
+    assert not differing["ascii"].any(), f"windows with ASCII passages differ:\n{differing[differing['ascii']]}"
+    # the first record by hand: the function renders what the template renders
+    first = records[0]
+    texts = {d: t for c in dl20_candidates for d, t in zip(c.docids, c.texts)}
+    query = next(c.query for c in dl20_candidates if c.qid == first["qid"])
+    by_hand = render_fixed(RANKVICUNA, RANKVICUNA.messages(query, [texts[d] for d in first["docids"]], max_words=300))
+    assert bool(matches["same"].iloc[0]) == (by_hand == first["prompt"]) is True
+
+
+def test_prompt_matches_needs_a_fixed_text_format(log_path, dl20_candidates):
+    with pytest.raises(ValueError, match="chat template"):
+        prompt_matches(read_log(log_path)[:1], dl20_candidates, RANKZEPHYR)
 
 
 def test_passages_are_cut_and_ids_neutralised():
@@ -339,6 +345,26 @@ class FakeVLLM:
         return [self._out("CHAT " + c[-1]["content"], c[-1]["content"].count("\n[")) for c in conversations]
 
 
+def test_profile_job_measures_afresh_and_labels_resumably(tmp_path, monkeypatch, log_path, runs_dir, dl20_candidates):
+    """The chapter's teacher job: a measurement (live_queries) starts afresh, a labelling job resumes."""
+    from rank_distillm.profiles import load_profile
+    from rank_distillm.teacher import profile_job
+
+    monkeypatch.setenv("RANK_DISTILLM_CACHE", str(tmp_path))
+    settings = {**load_profile("smoke")["teacher"], "prompt": "rankvicuna", "window": 20, "stride": 10, "depth": 100,
+                "max_words": 300, "batch_size": 2, "backend": "replay", "model": "rankvicuna-7b", "live_queries": 2}
+    stored = data.read_run(runs_dir / "trec-dl-2020" / "rankvicuna-7b.run")
+    for _ in range(2):  # a measurement: the same two queries afresh each time, nothing resumed
+        result, run_file = profile_job(settings, dl20_candidates, ReplayBackend(log_path), "smoke", progress=False)
+        assert result.resumed == 0 and len(result.run) == 2 and len(result.windows) == 18
+    assert run_file == tmp_path / "teacher" / "live-smoke.run"
+    assert all(data.read_run(run_file).ranking(q) == stored.ranking(q) for q in result.run)
+    labelling = {**settings, "live_queries": None}
+    first, _ = profile_job(labelling, dl20_candidates[:3], ReplayBackend(log_path), "my/profile.yaml", progress=False)
+    again, _ = profile_job(labelling, dl20_candidates[:3], ReplayBackend(log_path), "my/profile.yaml", progress=False)
+    assert first.resumed == 0 and again.resumed == 27 and again.run == first.run
+
+
 def test_vllm_backend_with_an_injected_engine(dl20_candidates):
     fake = FakeVLLM()
     backend = make_backend("vllm", llm=fake, max_new_tokens=50)
@@ -433,6 +459,23 @@ def test_rank_shifts_and_costs():
                 "repair": repair if i else parse_permutation("[1] > [2]", 2)[1]} for i in range(3)]
     row = query_costs(windows).loc["q"]
     assert (row.windows, row.prompt_tokens, row.generated_tokens, row.seconds, row.repaired) == (3, 60, 15, 1.5, 2)
+
+
+def test_origin_shares_by_hand_and_on_the_stored_run(runs_dir):
+    from rank_distillm.teacher import origin_shares, rank_shifts
+
+    shares = origin_shares([1, 5, 10, 11, 20, 21, 100, 60], edges=(10, 20, 50, 100))
+    assert shares.to_dict() == {"1-10": 3 / 8, "11-20": 2 / 8, "21-50": 1 / 8, "51-100": 2 / 8}
+    with pytest.raises(ValueError, match="between 1 and 100"):
+        origin_shares([0, 5])
+    # RankVicuna-7B's top-10 on DL20: counted directly from the two runs
+    bm25 = data.read_run(runs_dir / "trec-dl-2020" / "bm25.run")
+    vicuna = data.read_run(runs_dir / "trec-dl-2020" / "rankvicuna-7b.run")
+    shifts = rank_shifts(bm25, vicuna)
+    before = [bm25.ranking(q).index(d) + 1 for q in vicuna for d in vicuna.ranking(q)[:10]]
+    assert len(before) == 540
+    top10 = origin_shares(shifts.query("rank_after <= 10")["rank_before"], edges=(10, 100))
+    assert top10["1-10"] == pytest.approx(sum(r <= 10 for r in before) / 540)
 
 
 def test_cli_errors_are_clear(tmp_path, runs_dir, capsys):

@@ -86,20 +86,22 @@ def glued_values(notebook: Path) -> dict[str, Any]:
 
     chapter = chapter_name(notebook)
     nb = nbformat.read(str(notebook), as_version=4)
+    glued = [pair for cell in nb.cells if cell.cell_type == "code" for pair in extract_glue_data_cell(cell)]
+    # a book build moves the glue outputs out of the notebook it writes, into NAME.glue.json beside it
+    saved = notebook.with_name(notebook.stem + ".glue.json")
+    if saved.is_file():
+        glued += list(json.loads(saved.read_text(encoding="utf-8")).items())
     out: dict[str, Any] = {}
-    for cell in nb.cells:
-        if cell.cell_type != "code":
+    for name, output in glued:
+        text = output.get("data", {}).get(_TEXT)
+        if text is None:
             continue
-        for name, output in extract_glue_data_cell(cell):
-            text = output.get("data", {}).get(_TEXT)
-            if text is None:
-                continue
-            text = text if isinstance(text, str) else "".join(text)
-            value = plain_value(text)
-            if value is None and text.strip() not in ("None", "nan"):
-                continue
-            key = name[len(chapter) + 1:] if name.startswith(chapter + "_") else name
-            out[f"{chapter}/{key}"] = value
+        text = text if isinstance(text, str) else "".join(text)
+        value = plain_value(text)
+        if value is None and text.strip() not in ("None", "nan"):
+            continue
+        key = name[len(chapter) + 1:] if name.startswith(chapter + "_") else name
+        out[f"{chapter}/{key}"] = value
     return out
 
 

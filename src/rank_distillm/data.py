@@ -39,6 +39,19 @@ CACHE_ENV = "RANK_DISTILLM_CACHE"
 DL19 = "msmarco-passage/trec-dl-2019/judged"
 DL20 = "msmarco-passage/trec-dl-2020/judged"
 
+# nDCG@10 of the data folder's runs over all judged queries, as its release states them
+# (data/README.md, "Reference figures"; ir_measures over the queries of each run). Chapter 01
+# checks that its evaluation gives them; the tests check them on their own.
+REFERENCE_NDCG10 = {
+    "runs/trec-dl-2019/bm25.run": 0.5058,
+    "runs/trec-dl-2019/rankvicuna-7b.run": 0.6682,
+    "runs/trec-dl-2019/rankgpt-gpt-3.5-turbo.run": 0.6938,
+    "runs/trec-dl-2020/bm25.run": 0.4796,
+    "runs/trec-dl-2020/rankvicuna-7b.run": 0.6611,
+    "runs/trec-dl-2020/rankvicuna-7b-second-run.run": 0.6549,
+    "runs/trec-dl-2020/rankgpt-gpt-3.5-turbo.run": 0.6385,
+}
+
 ONLINE_HELP = (
     "No data folder was found, and {reason}. Either point {env} at a data folder (ir_datasets/, "
     "runs/, teacher-logs/: one that `rank-distillm data download --out DIR` builds), or allow the "
@@ -159,6 +172,23 @@ def setup_ir_datasets() -> Path | None:
     return target
 
 
+def reference_ndcg10(spec: str | os.PathLike) -> float | None:
+    """The data release's nDCG@10 of a run spec of the data folder (``{data}/runs/...``), else ``None``."""
+    text = str(spec).replace("\\", "/")
+    return REFERENCE_NDCG10.get(text.split("{data}/", 1)[1]) if "{data}/" in text else None
+
+
+def available_runs(specs: dict[str, str]) -> dict[str, str]:
+    """``specs`` (``{name: run spec}``) less those in the data folder (``{data}/...``) when there is none.
+
+    With no data folder and no download (offline), the stored runs cannot be read; runs
+    from ``irds:`` ids or other paths are kept.
+    """
+    if data_dir(required=False) is not None:
+        return dict(specs)
+    return {name: spec for name, spec in specs.items() if "{data}" not in str(spec)}
+
+
 def resolve_path(spec: str | os.PathLike) -> Path:
     """Expand ``{data}`` (the offline data folder) and ``~`` in a path."""
     text = str(spec)
@@ -193,6 +223,14 @@ def load_queries(dataset_id: str) -> dict[str, str]:
 def load_qrels(dataset_id: str) -> dict[str, dict[str, int]]:
     """``{qid: {docid: relevance}}`` of a dataset (``ir_datasets``' ``qrels_dict()``, the format ``ir_measures`` accepts)."""
     return irds_dataset(dataset_id).qrels_dict()
+
+
+def qrels_summary(dataset_id: str) -> dict:
+    """How a dataset is judged: ``queries`` (judged), ``judgements``, ``per query`` and the count of each ``grade g``."""
+    qrels = load_qrels(dataset_id)
+    grades = [g for docs in qrels.values() for g in docs.values()]
+    return {"queries": len(qrels), "judgements": len(grades), "per query": round(len(grades) / len(qrels), 1),
+            **{f"grade {g}": grades.count(g) for g in sorted(set(grades))}}
 
 
 def docs_store(dataset_id: str = "msmarco-passage"):
@@ -245,6 +283,11 @@ class Run(dict):
     def ranking(self, qid: str) -> list[str]:
         """The passage ids of one query, best first."""
         return list(self[qid])
+
+
+def as_run(run: Run | str | os.PathLike) -> Run:
+    """``run`` itself when it is a :class:`Run` already, else :func:`read_run` of it (a file or spec)."""
+    return run if isinstance(run, Run) else read_run(run)
 
 
 def read_run(spec: str | os.PathLike) -> Run:

@@ -31,6 +31,7 @@ from typing import Iterable, Sequence
 
 from . import data
 from .data import Candidates, DataError, Run
+from .list_stats import list_table, summary  # noqa: F401  (what lists contain is described there)
 from .released import RELEASED_URL, read_released  # noqa: F401  (the released files' reader lives there)
 
 SAMPLINGS = ("top", "random", "hard")
@@ -40,10 +41,6 @@ COLUMNS = ("query", "docs", "labels", "qid", "docids")
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _as_run(run: Run | str | os.PathLike) -> Run:
-    return run if isinstance(run, Run) else data.read_run(run)
 
 
 def _to_dataset(rows: list[dict]):
@@ -102,7 +99,8 @@ def distillation_lists(
     """Training lists from a teacher's ranking of the first-stage candidates.
 
     One list per query that both the candidates and the teacher run hold, in the
-    candidates' order. ``depth`` cuts the list (``cut``):
+    candidates' order (:func:`distillation_list`). ``depth`` cuts the list (``cut``,
+    :func:`cut_ranking`):
 
     * ``"first-stage"`` (the paper's): the teacher's order of the passages that the *first
       stage* ranked in its top ``depth``, re-numbered 1, 2, ... (``utils/subsample.py`` in
@@ -110,7 +108,7 @@ def distillation_lists(
     * ``"teacher"`` (the book's): the teacher's own top ``depth``, whatever the first stage
       thought of them.
 
-    Then
+    Then (:func:`sample_ranks`)
 
     * ``sampling="top"``: the first ``per_list`` of them (all when ``per_list`` is None);
     * ``"random"``: ``per_list`` of them drawn at random, listed in teacher order;
@@ -122,6 +120,20 @@ def distillation_lists(
     passage that the candidates lack, or a ``depth`` deeper than a teacher list (``cut="teacher"``)
     or a first-stage list (``"first-stage"``), is a :class:`DataError` naming the run file and line.
     """
+    _check_list_options(depth, per_list, sampling, labels, cut)
+    run = data.as_run(teacher_run)
+    common = [c for c in candidates if c.qid in run]
+    if not common:
+        raise DataError(
+            f"{run.where(next(iter(run)))}: the teacher run shares no query with the candidates "
+            f"(run: {len(run)} queries, candidates: {len(candidates)})"
+        )
+    options = dict(depth=depth, per_list=per_list, sampling=sampling, labels=labels, seed=seed, cut=cut)
+    return _to_dataset([distillation_list(run, cand, **options) for cand in common])
+
+
+def _check_list_options(depth: int, per_list: int | None, sampling: str, labels: str, cut: str) -> None:
+    """The options of :func:`distillation_lists`, checked before any list is built."""
     if cut not in CUTS:
         raise ValueError(f"cut: unknown cut {cut!r} (use one of {', '.join(CUTS)})")
     if sampling not in SAMPLINGS:
@@ -141,65 +153,76 @@ def distillation_lists(
             f"sampling='hard' needs per_list larger than depth ({depth}): the list holds the "
             f"teacher's top-{depth} plus per_list - depth first-stage hard negatives"
         )
-    run = _as_run(teacher_run)
-    common = [c for c in candidates if c.qid in run]
-    if not common:
-        raise DataError(
-            f"{run.where(next(iter(run)))}: the teacher run shares no query with the candidates "
-            f"(run: {len(run)} queries, candidates: {len(candidates)})"
-        )
-    rows = []
-    for cand in common:
-        text_of = dict(zip(cand.docids, cand.texts))
-        ranking = list(run[cand.qid].items())
-        for docid, _ in ranking:
-            if docid not in text_of:
-                raise DataError(
-                    f"{run.where(cand.qid, docid)}: the teacher ranked passage {docid} for query "
-                    f"{cand.qid}, but it is not among that query's {len(cand)} candidates"
-                )
-        if cut == "teacher":
-            if len(ranking) < depth:
-                raise DataError(
-                    f"{run.where(cand.qid)}: depth {depth} is larger than the teacher's list for "
-                    f"query {cand.qid} ({len(ranking)} passages)"
-                )
-            kept_ranking = ranking[:depth]
-        else:
-            if len(cand) < depth:
-                raise DataError(
-                    f"{run.where(cand.qid)}: depth {depth} is larger than the first-stage list of "
-                    f"query {cand.qid} ({len(cand)} candidates)"
-                )
-            first = set(cand.docids[:depth])
-            kept_ranking = [(d, sc) for d, sc in ranking if d in first]
-        top = [(rank, docid, score) for rank, (docid, score) in enumerate(kept_ranking, start=1)]
-        if sampling == "random" and len(top) < per_list:
+
+
+def distillation_list(run: Run, cand: Candidates, *, depth: int = 100, per_list: int | None = None,
+                      sampling: str = "top", labels: str = "rank", seed: int = 42, cut: str = "first-stage") -> dict:
+    """One query's training list: the teacher's ranking cut to ``depth``, sampled, with a target per passage."""
+    _check_teacher_passages(run, cand)
+    ranked = cut_ranking(run, cand, depth, cut)  # [(docid, teacher score)], best first
+    chosen = sample_ranks(run, cand, ranked, per_list, sampling, seed)  # [(rank or None, docid, score)]
+    text_of = dict(zip(cand.docids, cand.texts))
+    return {
+        "query": cand.query,
+        "docs": [text_of[docid] for _, docid, _ in chosen],
+        "labels": [0.0 if rank is None else target(rank, depth, labels, score) for rank, _, score in chosen],
+        "qid": cand.qid,
+        "docids": [docid for _, docid, _ in chosen],
+    }
+
+
+def _check_teacher_passages(run: Run, cand: Candidates) -> None:
+    """Every passage the teacher ranked for the query is one of its candidates (else a DataError)."""
+    known = set(cand.docids)
+    for docid in run[cand.qid]:
+        if docid not in known:
+            raise DataError(
+                f"{run.where(cand.qid, docid)}: the teacher ranked passage {docid} for query "
+                f"{cand.qid}, but it is not among that query's {len(cand)} candidates"
+            )
+
+
+def cut_ranking(run: Run, cand: Candidates, depth: int, cut: str = "first-stage") -> list[tuple[str, float]]:
+    """The teacher's ranking of one query, ``[(docid, score)]`` best first, cut to ``depth``.
+
+    ``cut="teacher"``: the teacher's own top ``depth``; ``"first-stage"`` (the paper's): the
+    teacher's order of the first stage's top ``depth``.
+    """
+    ranking = list(run[cand.qid].items())
+    too_deep = f"{run.where(cand.qid)}: depth {depth} is larger than"
+    if cut == "teacher":
+        if len(ranking) < depth:
+            raise DataError(f"{too_deep} the teacher's list for query {cand.qid} ({len(ranking)} passages)")
+        return ranking[:depth]
+    if len(cand) < depth:
+        raise DataError(f"{too_deep} the first-stage list of query {cand.qid} ({len(cand)} candidates)")
+    first_stage_top = set(cand.docids[:depth])
+    return [(docid, score) for docid, score in ranking if docid in first_stage_top]
+
+
+def sample_ranks(run: Run, cand: Candidates, ranked: list[tuple[str, float]], per_list: int | None,
+                 sampling: str = "top", seed: int = 42) -> list[tuple[int | None, str, float | None]]:
+    """``[(teacher rank, docid, score)]``: the passages of ``ranked`` that a list keeps (``sampling``).
+
+    ``top``: the first ``per_list``; ``random``: ``per_list`` drawn (a generator per query),
+    in teacher order; ``hard``: all of them, then first-stage candidates below the cut as
+    hard negatives (rank ``None``, target 0) up to ``per_list``.
+    """
+    top = [(rank, docid, score) for rank, (docid, score) in enumerate(ranked, start=1)]
+    if sampling == "top":
+        return top[: per_list or None]
+    if sampling == "random":
+        if len(top) < per_list:
             raise DataError(f"{run.where(cand.qid)}: query {cand.qid} keeps {len(top)} passages, fewer than per_list {per_list}")
-        if sampling == "top":
-            chosen = top[: per_list or None]
-        elif sampling == "random":
-            picked = sorted(_rng(seed, cand.qid).sample(range(len(top)), per_list))
-            chosen = [top[i] for i in picked]
-        else:
-            kept = {docid for _, docid, _ in top}
-            below = [d for d in cand.docids if d not in kept][: per_list - len(top)]
-            if len(below) < per_list - len(top):
-                raise DataError(
-                    f"{run.where(cand.qid)}: query {cand.qid} has {len(below)} candidates below the "
-                    f"kept top-{len(top)}, fewer than the {per_list - len(top)} hard negatives asked for"
-                )
-            chosen = top + [(None, d, None) for d in below]
-        rows.append(
-            {
-                "query": cand.query,
-                "docs": [text_of[d] for _, d, _ in chosen],
-                "labels": [0.0 if r is None else target(r, depth, labels, s) for r, _, s in chosen],
-                "qid": cand.qid,
-                "docids": [d for _, d, _ in chosen],
-            }
+        return [top[i] for i in sorted(_rng(seed, cand.qid).sample(range(len(top)), per_list))]
+    kept = {docid for _, docid, _ in top}
+    below = [d for d in cand.docids if d not in kept][: per_list - len(top)]
+    if len(below) < per_list - len(top):
+        raise DataError(
+            f"{run.where(cand.qid)}: query {cand.qid} has {len(below)} candidates below the "
+            f"kept top-{len(top)}, fewer than the {per_list - len(top)} hard negatives asked for"
         )
-    return _to_dataset(rows)
+    return top + [(None, d, None) for d in below]
 
 
 # --------------------------------------------------------------------------- relevance labels
@@ -409,62 +432,6 @@ def released_lists(
                 raise DataError(f"{run.where(qid, docid)}: passage {docid} is not in the docs store of {docs_dataset_id}") from None
         candidates.append(Candidates(qid=qid, query=texts[qid], docids=docids, texts=passages))
     return distillation_lists(run, candidates, depth=depth, per_list=per_list, sampling=sampling, labels=labels, seed=seed, cut=cut)
-
-
-# --------------------------------------------------------------------------- summaries
-
-
-def summary(dataset) -> dict:
-    """Queries, lists, passages per list (min/mean/max) and the label range of a dataset.
-
-    Lists drawn on access (the paper's stage 1, :mod:`rank_distillm.single_relevant`) are
-    counted in full; their sizes and labels come from one draw of the first 1,000.
-    """
-    drawn = "docs" not in dataset.column_names  # rows hold ids, a transform draws the lists
-    rows = dataset.select(range(min(len(dataset), 1000)))[:] if drawn else dataset  # [:]: one draw of each
-    lengths = [len(d) for d in rows["docids"]]
-    labels = [x for row in rows["labels"] for x in row]
-    if not lengths:
-        raise ValueError("the dataset holds no lists")
-    mean = sum(lengths) / len(lengths)
-    return {
-        "lists": len(dataset),
-        "queries": len(set(dataset.with_format(None)["qid"] if drawn else dataset["qid"])),
-        "passages_per_list_min": min(lengths),
-        "passages_per_list_mean": round(mean, 2),
-        "passages_per_list_max": max(lengths),
-        "passages": round(mean * len(dataset)) if drawn else sum(lengths),
-        "label_min": min(labels),
-        "label_max": max(labels),
-    }
-
-
-def list_table(dataset, teacher_run: Run | str | os.PathLike | None = None, candidates: Sequence[Candidates] = (), qrels: dict | None = None):
-    """One row per passage of every list: position, label, teacher rank, first-stage rank, grade.
-
-    A ``pandas.DataFrame`` for looking at lists: ``teacher_rank`` from ``teacher_run``,
-    ``first_stage_rank`` from ``candidates`` and ``qrel`` (None when unjudged) from ``qrels``,
-    each column present only when its source is given.
-    """
-    import pandas as pd
-
-    run = _as_run(teacher_run) if teacher_run is not None else None
-    first = {c.qid: {d: i for i, d in enumerate(c.docids, start=1)} for c in candidates}
-    records = []
-    for row in dataset:
-        qid = row["qid"]
-        teacher = {d: i for i, d in enumerate(run[qid], start=1)} if run is not None and qid in run else {}
-        for pos, (docid, label, text) in enumerate(zip(row["docids"], row["labels"], row["docs"]), start=1):
-            record = {"qid": qid, "query": row["query"], "position": pos, "docid": docid, "label": label}
-            if run is not None:
-                record["teacher_rank"] = teacher.get(docid)
-            if candidates:
-                record["first_stage_rank"] = first.get(qid, {}).get(docid)
-            if qrels is not None:
-                record["qrel"] = qrels.get(qid, {}).get(docid)
-            record["passage"] = text
-            records.append(record)
-    return pd.DataFrame.from_records(records)
 
 
 # --------------------------------------------------------------------------- saving and the CLI

@@ -51,6 +51,21 @@ def holm(pvalues: Sequence[float]) -> np.ndarray:
     return out
 
 
+def paired_t_test(x: Sequence[float], base: Sequence[float]) -> tuple[float, float]:
+    """``(t, p)``: the two-sided paired t-test of ``x`` against ``base`` (``scipy.stats.ttest_rel``).
+
+    Where every difference is the same, ``t`` is undefined (zero variance): no difference at
+    all gives ``(0, 1)``, a constant non-zero one ``(+-inf, 0)``.
+    """
+    from scipy import stats
+
+    d = np.asarray(x, dtype=float) - np.asarray(base, dtype=float)
+    if np.allclose(d, d[0]):
+        return (0.0, 1.0) if np.allclose(d, 0) else (float(np.sign(d[0]) * np.inf), 0.0)
+    result = stats.ttest_rel(x, base, alternative="two-sided")
+    return float(result.statistic), float(result.pvalue)
+
+
 def paired_tests(
     scores: "pandas.DataFrame",  # noqa: F821
     baseline: str,
@@ -68,7 +83,6 @@ def paired_tests(
     columns are ``nan``. A system identical to the baseline on every query has ``p = 1``.
     """
     import pandas as pd
-    from scipy import stats
 
     if baseline not in scores.columns:
         raise ValueError(f"baseline {baseline!r} is not one of the systems {list(scores.columns)}")
@@ -86,14 +100,9 @@ def paired_tests(
         if system == baseline:
             row.update(diff=0.0, diff_ci_low=np.nan, diff_ci_high=np.nan, t=np.nan, p=np.nan)
         else:
-            d = x - base
-            _, d_low, d_high = mean_ci(d, confidence)
-            if np.allclose(d, d[0]):  # constant differences: the t statistic is undefined
-                t, p = (0.0, 1.0) if np.allclose(d, 0) else (np.sign(d[0]) * np.inf, 0.0)
-            else:
-                result = stats.ttest_rel(x, base, alternative="two-sided")
-                t, p = float(result.statistic), float(result.pvalue)
-            row.update(diff=float(d.mean()), diff_ci_low=d_low, diff_ci_high=d_high, t=t, p=p)
+            _, d_low, d_high = mean_ci(x - base, confidence)
+            t, p = paired_t_test(x, base)
+            row.update(diff=float((x - base).mean()), diff_ci_low=d_low, diff_ci_high=d_high, t=t, p=p)
         rows.append(row)
     table = pd.DataFrame(rows).set_index("system")
     table["p_holm"] = holm(table["p"].to_numpy())

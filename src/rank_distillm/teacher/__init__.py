@@ -16,8 +16,8 @@ from .backends import (
     live_backend,
     make_backend,
 )
-from .analysis import query_costs, rank_shifts, window_costs
-from .cli import profile_candidates
+from .analysis import origin_shares, prompt_matches, query_costs, rank_shifts, window_costs
+from .cli import profile_backend, profile_candidates, profile_job
 from .log import WindowLog, read_log, read_windows
 from .prompts import RANKGPT, RANKVICUNA, RANKZEPHYR, TEMPLATES, PromptTemplate, get_template, render_fixed
 from .windows import (
@@ -32,8 +32,8 @@ from .windows import (
 
 __all__ = [
     "Answer", "Backend", "ReplayBackend", "Request", "TransformersBackend", "VLLMBackend", "live_backend", "make_backend",
-    "profile_candidates",
-    "query_costs", "rank_shifts", "window_costs",
+    "profile_backend", "profile_candidates", "profile_job",
+    "origin_shares", "prompt_matches", "query_costs", "rank_shifts", "window_costs",
     "WindowLog", "read_log", "read_windows",
     "RANKGPT", "RANKVICUNA", "RANKZEPHYR", "TEMPLATES", "PromptTemplate", "get_template", "render_fixed",
     "TeacherResult", "parse_permutation", "repair_counts", "sliding_window_rerank", "was_repaired", "window_schedule", "windows_per_query",

@@ -130,6 +130,37 @@ def profile_candidates(settings: dict, depth: int | None = None, profile: str = 
                            depth=settings["depth"] if depth is None else depth, max_queries=settings["max_queries"])
 
 
+def profile_backend(settings: dict):
+    """The live backend of a profile's ``teacher`` section: its model, answer lengths, threads and engine."""
+    return live_backend(settings["backend"], settings["model"], max_new_tokens=settings["max_new_tokens"],
+                        threads=settings["threads"], engine=settings["engine"], min_new_tokens=settings["min_new_tokens"])
+
+
+def profile_job(settings: dict, candidates, backend, name: str = "profile", *, progress: bool = True):
+    """A profile's teacher job, as ``rank-distillm teach --profile`` runs it: ``(TeacherResult, run file)``.
+
+    The section's window settings (``prompt``, ``window``, ``stride``, ``depth``, ``max_words``,
+    ``batch_size``, ``context_size``) over the first ``live_queries`` of ``candidates`` (all of
+    them when null). Windows go to ``$RANK_DISTILLM_CACHE/teacher/live-NAME.windows.jsonl`` and
+    the run beside it (``live-NAME.run``). A measurement on a few queries (``live_queries`` set)
+    starts afresh; a labelling job (all queries) resumes from its log.
+    """
+    from ..data import cache_dir
+    from .windows import sliding_window_rerank
+
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(str(name)).stem) or "profile"
+    log_path = cache_dir() / "teacher" / f"live-{safe}.windows.jsonl"
+    if settings["live_queries"]:
+        candidates = candidates[: settings["live_queries"]]
+        log_path.unlink(missing_ok=True)
+    result = sliding_window_rerank(
+        candidates, backend, prompt=settings["prompt"], window=settings["window"], stride=settings["stride"],
+        depth=settings["depth"], max_words=settings["max_words"], batch_size=settings["batch_size"],
+        context_size=settings["context_size"], log_path=log_path, progress=progress)
+    tag = f"{settings['backend']}-{Path(str(settings['model'])).name}".replace(" ", "_")
+    return result, write_run(result.run, log_path.with_name(f"live-{safe}.run"), tag=tag)
+
+
 def _check(args) -> None:
     """Argument errors first, before any data or model is loaded."""
     if args.backend == "replay" and not args.log:

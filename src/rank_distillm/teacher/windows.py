@@ -88,6 +88,23 @@ def _ascii_digits(text: str) -> tuple[str, int]:
     return "".join(out), changed
 
 
+def answer_ids(response) -> tuple[list[int], int, str | None]:
+    """The numbers an answer names, in its order: ``(ids, unicode_digits, not_text)``.
+
+    rank_llm's reading: only the text after a reasoning model's last ``</think>`` counts;
+    Unicode digits ("1²", "①", "３") are the digits they stand for (``unicode_digits``
+    counts them); every other non-digit is a separator. An answer that is not text at all
+    names no number (``not_text``: its type's name; None for text).
+    """
+    not_text = None if isinstance(response, str) else type(response).__name__
+    text = response if not_text is None else ""
+    if "</think>" in text:
+        text = text.rsplit("</think>", 1)[-1]
+    text, unicode_digits = _ascii_digits(text)
+    digits = "".join(c if "0" <= c <= "9" else " " for c in text)
+    return [int(x) for x in digits.split()], unicode_digits, not_text
+
+
 def parse_permutation(response, n: int) -> tuple[list[int], dict]:
     """The order (0-based indices into the window) an answer asks for, and what was repaired.
 
@@ -103,13 +120,7 @@ def parse_permutation(response, n: int) -> tuple[list[int], dict]:
     many digits were not ASCII), ``not_text`` (the type of an answer that was not a string,
     else None) and ``no_ranking`` (no valid id at all: the input order is kept).
     """
-    not_text = None if isinstance(response, str) else type(response).__name__
-    text = response if not_text is None else ""
-    if "</think>" in text:
-        text = text.rsplit("</think>", 1)[-1]
-    text, unicode_digits = _ascii_digits(text)
-    digits = "".join(c if "0" <= c <= "9" else " " for c in text)
-    ids = [int(x) for x in digits.split()]
+    ids, unicode_digits, not_text = answer_ids(response)
     order: list[int] = []
     duplicates, out_of_range = [], []
     for i in ids:
