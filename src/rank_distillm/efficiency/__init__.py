@@ -21,6 +21,8 @@ the student and the teacher each in a process of its own. One module per job:
   bandwidth);
 - :mod:`.variants`: the student's variants side by side (speed, memory, nDCG@10 with a
   paired test, share of the peak) and the teacher's two phases against the limits;
+- :mod:`.tradeoff`: every system's nDCG@10 against its seconds per query (measured here, or
+  estimated by the cost model at this CPU's measured peak);
 - :mod:`.cli`: ``rank-distillm bench``.
 
 Devices, dtypes and the memory meters are :mod:`rank_distillm.devices`'; the cost model that
@@ -38,18 +40,20 @@ from .harness import (
     read_bench_rows,
 )
 from .memory import KV_BLOCK, VLLM_MEMORY, ModelMemory
-from .limits import bf16_native, hardware, matmul_peak, measure_limits, memory_bandwidth
+from .limits import bf16_native, hardware, limits_table, matmul_peak, measure_limits, memory_bandwidth
 from .precomputed import MSMARCO_PASSAGES, PrecomputedStudent, corpus_bytes, passage_tokens, storage
 from .report import (
     PAPER_MEMORY_RATIO,
     PAPER_SPEEDUP,
+    LABELS,
     bench_candidates,
     quality_candidates,
     ratios,
+    readable,
     run_bench,
     summarise,
 )
-from .specs import model_name, spec_device, use_config
+from .specs import model_name, spec_device, student_under_test, use_config
 from .student_runtimes import (
     GRAPHS,
     NOARENA,
@@ -74,6 +78,7 @@ from .teacher_engines import (
     time_phases,
     vllm_engine_args,
 )
+from .tradeoff import ESTIMATED, MEASURED, estimated_llm_seconds, seconds_per_query, tradeoff_table
 from .variants import fast_student, quality_runs, teacher_phases, variant_table
 
 __all__ = [
@@ -81,14 +86,16 @@ __all__ = [
     "BENCH_ROW_FIELDS", "append_bench_row", "bench_key", "combine_records", "measure", "measure_in_subprocess",
     "read_bench_rows",
     "KV_BLOCK", "VLLM_MEMORY", "ModelMemory",
-    "bf16_native", "hardware", "matmul_peak", "measure_limits", "memory_bandwidth",
+    "bf16_native", "hardware", "limits_table", "matmul_peak", "measure_limits", "memory_bandwidth",
     "MSMARCO_PASSAGES", "PrecomputedStudent", "corpus_bytes", "passage_tokens", "storage",
-    "PAPER_MEMORY_RATIO", "PAPER_SPEEDUP", "bench_candidates", "quality_candidates", "ratios", "run_bench", "summarise",
-    "model_name", "spec_device", "use_config",
+    "LABELS", "PAPER_MEMORY_RATIO", "PAPER_SPEEDUP", "bench_candidates", "quality_candidates", "ratios", "readable",
+    "run_bench", "summarise",
+    "model_name", "spec_device", "student_under_test", "use_config",
     "GRAPHS", "NOARENA", "STUDENT_BACKENDS", "OnnxStudent", "compute_dtype", "count_parameters", "export_graph",
     "graph_path",
     "load_cross_encoder", "onnx_folder", "split_backend", "student_scorer",
     "TEACHER_BACKENDS", "LoadedTeacher", "load_teacher", "load_vllm_teacher", "teacher_backend", "teacher_tokenizer",
     "time_phases", "vllm_engine_args",
+    "ESTIMATED", "MEASURED", "estimated_llm_seconds", "seconds_per_query", "tradeoff_table",
     "fast_student", "quality_runs", "teacher_phases", "variant_table",
 ]

@@ -186,7 +186,7 @@ def measure(kind: str, spec: dict, candidates: Sequence[Candidates], depths: Seq
             extra["quality"] = _quality_pass(predict, quality, quality_depth or deepest)
         figures = memory.figures(rows, teacher, spec.get("gpu_memory_utilization"))
         if kind == "teacher" and depth == deepest and spec.get("phase_tokens") and getattr(teacher, "last_prompt", None):
-            extra["phases"] = time_phases(teacher, teacher.last_prompt, int(spec["phase_tokens"]))
+            extra["phases"] = time_phases(teacher, teacher.last_prompt, int(spec["phase_tokens"]), repeats)
         record = {"name": name, "kind": kind, "backend": backend, "device": device, "depth": depth,
                   "model": {**info, **figures}, "rows": rows, **extra}
         if on_record is not None:

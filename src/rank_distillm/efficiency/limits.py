@@ -136,3 +136,16 @@ def hardware(limits: dict, dtype: str = "float32") -> Hardware:
         raise ValueError(f"no measured {dtype} peak on this machine (measured: {sorted(limits['matmul_ops_per_s'])})")
     return Hardware(f"{limits['cpu']} ({limits['threads']} cores, measured, {dtype})", peak, limits["bytes_per_s"])
 
+
+
+def limits_table(limits: dict) -> "pd.DataFrame":  # noqa: F821
+    """The measured limits as a table: one row per limit, its value and unit."""
+    import pandas as pd
+
+    rows = [{"limit": f"matrix multiply ({dtype})", "measured": (v / 1e9 if v else None),
+             "unit": "GOP/s" if dtype == "int8" else "GFLOP/s",
+             "how": "ONNX Runtime MatMulInteger, uint8 x int8" if dtype == "int8" else "torch.mm"}
+            for dtype, v in limits["matmul_ops_per_s"].items()]
+    rows.append({"limit": "memory copy", "measured": limits["bytes_per_s"] / 1e9, "unit": "GB/s",
+                 "how": f"numpy copy of {limits['copy_mib']} MiB (read + write)"})
+    return pd.DataFrame(rows).set_index("limit")

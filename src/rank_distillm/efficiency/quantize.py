@@ -21,8 +21,7 @@ from the least to the most informed:
 
 ``exclude``: name fragments of graph nodes kept in float32 (e.g. ``"layer.5/"``: the last
 layer; ``"output/dense"``: every feed-forward output projection), the sensitive layers a
-recipe leaves alone. :func:`layer_sensitivity` finds them: the error on the calibration
-pairs when only one layer is quantised.
+recipe leaves alone (the profile's ``student.calibration.exclude``).
 """
 
 from __future__ import annotations

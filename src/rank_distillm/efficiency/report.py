@@ -160,3 +160,28 @@ def run_bench(P: dict, depths: Sequence[int] | None = None, log=print, out: str 
         "paper": {"speedup": PAPER_SPEEDUP, "memory_ratio": PAPER_MEMORY_RATIO,
                   "source": "Schlatt et al., ECIR 2025, abstract (the paper's numbers, not measured here)"},
     }
+
+
+# --------------------------------------------------------------------------- tables a reader can read
+
+LABELS = {
+    "name": "model", "backend": "runtime", "kind": "role", "depth": "depth k", "runs": "runs",
+    "median_s": "seconds per query (median)", "p25_s": "25th pct (s)", "p75_s": "75th pct (s)",
+    "pairs_per_s": "pairs per second", "windows": "LLM windows", "prompt_tokens": "prompt tokens",
+    "generated_tokens": "generated tokens", "params": "parameters", "dtype": "dtype", "device": "device",
+    "load_seconds": "load (s)", "baseline_mb": "runtime alone (MiB)", "peak_mb": "peak RSS (MiB)",
+    "model_mb": "memory (MiB)", "graph_mb": "graph on disk (MiB)", "weights_mb": "weights (MiB)",
+    "kv_cache_mb": "KV cache (MiB)", "engine_mb": "engine (MiB)", "threads": "threads",
+    "student": "student", "teacher": "teacher", "student_s": "student (s per query)",
+    "teacher_s": "teacher (s per query)", "speedup": "speed-up (x)", "throughput_ratio": "throughput ratio (x)",
+    "student_mb": "student memory (MiB)", "teacher_mb": "teacher memory (MiB)", "memory_ratio": "memory ratio (x)",
+    "peak_ratio": "peak RSS ratio (x)",
+}
+
+
+def readable(df: "pd.DataFrame", columns: Sequence[str] | None = None, digits: int = 3):  # noqa: F821
+    """A table for the page: the chosen ``columns``, headers with units (:data:`LABELS`), a dash where nothing applies."""
+    cols = [c for c in (columns or df.columns) if c in df.columns]
+    out = df[cols].rename(columns=LABELS)
+    out = out.rename_axis(index=[LABELS.get(n, n) for n in out.index.names])
+    return out.style.format(precision=digits, na_rep="–", thousands=",")

@@ -38,7 +38,7 @@ def model_name(spec: dict) -> str:
 
 
 def student_under_test(profile: dict) -> tuple[str, bool]:
-    """``(model folder, trained)``: the profile's first trained student when it is cached, else the untrained one.
+    """``(model folder, trained)``: the profile's first student when it is trained and cached, else the untrained one.
 
     The untrained student is the training profile's backbone, head and ``separate_layers``
     (:func:`rank_distillm.training.new_model`, seeded), saved once into the cache: the same
@@ -49,12 +49,11 @@ def student_under_test(profile: dict) -> tuple[str, bool]:
     import json
 
     from ..data import cache_dir
-    from ..training import new_model, trained_students
+    from ..training import new_model, student_dir
 
-    try:
-        return str(trained_students(profile, train=False)[0].path), True
-    except (FileNotFoundError, IndexError, KeyError):
-        pass
+    students = profile["training"].get("students") or []
+    if students and (student_dir(profile, students[0]) / "final" / "modules.json").is_file():
+        return str(student_dir(profile, students[0]) / "final"), True
     cfg = profile["training"]
     key = hashlib.sha1(json.dumps([cfg["model"], cfg["head"], cfg["max_length"], cfg.get("separate_layers"), cfg["seed"]])
                        .encode()).hexdigest()[:12]

@@ -185,13 +185,13 @@ def load_vllm_teacher(spec: dict, engine=None) -> LoadedTeacher:
 # --------------------------------------------------------------------------- prefill and decoding apart
 
 
-def time_phases(teacher: LoadedTeacher, prompt: str, new_tokens: int = 64, repeats: int = 3) -> dict | None:
+def time_phases(teacher: LoadedTeacher, prompt: str, new_tokens: int = 64, repeats: int = 1) -> dict | None:
     """Seconds of the LLM's two phases on one window's ``prompt`` (transformers only; ``None`` on vLLM).
 
     ``prefill_s``: reading the prompt and writing the first token (``generate`` with one new
     token); ``decode_s_per_token``: each further token, from ``generate`` with ``new_tokens``
     tokens, less the prefill, over ``new_tokens - 1``. Best of ``repeats`` each (greedy, every
-    answer exactly that long). The prefill is compute-bound (all prompt tokens at once), the
+    answer exactly that long; the model has just run, so no warm-up). The prefill is compute-bound (all prompt tokens at once), the
     decoding memory-bound (every token reads all weights): :mod:`.limits` gives the two limits.
     """
     import torch
@@ -204,14 +204,14 @@ def time_phases(teacher: LoadedTeacher, prompt: str, new_tokens: int = 64, repea
 
     def best(n: int) -> float:
         times = []
-        for _ in range(repeats + 1):  # the first is a warm-up
+        for _ in range(max(1, repeats)):
             t0 = time.perf_counter()
             with torch.inference_mode():
                 backend.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, min_new_tokens=n,
                                        do_sample=False, pad_token_id=backend.tokenizer.pad_token_id,
                                        temperature=None, top_p=None, top_k=None)
             times.append(time.perf_counter() - t0)
-        return min(times[1:])
+        return min(times)
 
     prefill = best(1)
     total = best(new_tokens)
