@@ -120,4 +120,4 @@ def nncf_int8(fp32: Path, path: Path, feeds: Sequence[dict], exclude: Sequence[s
     quantized = nncf.quantize(model, nncf.Dataset(list(feeds)), subset_size=len(feeds),
                               model_type=nncf.ModelType.TRANSFORMER, preset=nncf.QuantizationPreset.MIXED,
                               **({"ignored_scope": ignored} if ignored else {}))
-    return _atomic(path, lambda tmp: ov.save_model(quantized, str(tmp)))
+    return _atomic(path, lambda tmp: ov.save_model(quantized, str(tmp), compress_to_fp16=False))

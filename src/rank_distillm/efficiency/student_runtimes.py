@@ -175,18 +175,9 @@ class OnnxStudent:
             self._run = lambda feeds: session.run(None, feeds)[0]
 
     def batches(self, pairs, batch_size: int = 32) -> tuple[list[dict], "np.ndarray"]:  # noqa: F821
-        """``(feeds, order)``: the pairs tokenised, sorted longest first, in batches padded to their longest pair."""
-        import numpy as np
-
-        enc = self.tokenizer([p[0] for p in pairs], [self.passage_prefix + p[1] for p in pairs],
-                             truncation="longest_first", max_length=self.max_length)
-        order = np.argsort([-len(ids) for ids in enc["input_ids"]], kind="stable")
-        feeds = []
-        for i in range(0, len(pairs), batch_size):
-            rows = [{k: enc[k][j] for k in self.input_names} for j in order[i : i + batch_size]]
-            padded = self.tokenizer.pad(rows, padding=True, return_tensors="np")
-            feeds.append({k: padded[k].astype(np.int64) for k in self.input_names})
-        return feeds, order
+        """``(feeds, order)`` of :func:`length_sorted_batches` for this graph's inputs."""
+        return length_sorted_batches(self.tokenizer, pairs, self.max_length, self.passage_prefix, self.input_names,
+                                     batch_size)
 
     def predict(self, pairs, batch_size: int = 32, **_) -> "np.ndarray":  # noqa: F821
         import numpy as np
@@ -198,6 +189,25 @@ class OnnxStudent:
         scores = np.empty_like(sorted_scores)
         scores[order] = sorted_scores
         return scores
+
+
+def length_sorted_batches(tokenizer, pairs, max_length: int, passage_prefix: str, input_names: Sequence[str],
+                          batch_size: int = 32) -> tuple[list[dict], "np.ndarray"]:  # noqa: F821
+    """``(feeds, order)``: the pairs tokenised, sorted longest first, in batches padded to their own longest pair.
+
+    ``order[i]`` is the input position of the ``i``-th sorted pair.
+    """
+    import numpy as np
+
+    enc = tokenizer([p[0] for p in pairs], [passage_prefix + p[1] for p in pairs], truncation="longest_first",
+                    max_length=max_length)
+    order = np.argsort([-len(ids) for ids in enc["input_ids"]], kind="stable")
+    feeds = []
+    for i in range(0, len(pairs), batch_size):
+        rows = [{k: enc[k][j] for k in input_names} for j in order[i : i + batch_size]]
+        padded = tokenizer.pad(rows, padding=True, return_tensors="np")
+        feeds.append({k: padded[k].astype(np.int64) for k in input_names})
+    return feeds, order
 
 
 def _input_names(tokenizer) -> list[str]:
@@ -241,8 +251,10 @@ def export_graph(cross_encoder, backend: str, folder: str | os.PathLike, calibra
         if not calibration:
             raise ValueError(f"the {runtime} student needs calibration pairs: the spec's calibration section "
                              "(dataset, first_stage, pairs) is missing")
-        student = OnnxStudent(cross_encoder.tokenizer, cross_encoder.max_length, "onnx", folder)
-        feeds, _ = student.batches(quantize.calibration_pairs(calibration), calibration.get("batch_size", 16))
+        tokenizer = cross_encoder.tokenizer
+        feeds, _ = length_sorted_batches(tokenizer, quantize.calibration_pairs(calibration), cross_encoder.max_length,
+                                         passage_prefix(cross_encoder), _input_names(tokenizer),
+                                         calibration.get("batch_size", 16))
         make = quantize.static_int8 if runtime == "onnx-int8-static" else quantize.nncf_int8
         return make(fp32, path, feeds, exclude=calibration.get("exclude", ()))
     return fp32
