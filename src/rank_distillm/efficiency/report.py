@@ -85,7 +85,8 @@ def _jobs(P: dict, student_depths: list[int], teacher_depths: list[int], cands: 
     """``(kind, spec, depths, backend, queries, repeats, quality)`` of every process the benchmark runs."""
     deepest = [max(student_depths)] if student_depths else []
     jobs = [("student", P["student"], student_depths, b, cands, P["repeats"], False) for b in P["student_backends"]]
-    jobs += [("student", P["student"], deepest, b, cands, P["repeats"], b in P.get("quality_variants", ()))
+    jobs += [("student", P["student"], deepest, b, cands, P.get("variant_repeats", P["repeats"]),
+              b in P.get("quality_variants", ()))
              for b in P.get("variants", ()) if b not in P["student_backends"]]
     jobs.append(("teacher", P["teacher"], teacher_depths, teacher_backend(P["teacher"]), cands[: P["teacher_queries"]],
                  P["teacher_repeats"], False))
@@ -97,7 +98,8 @@ def run_bench(P: dict, depths: Sequence[int] | None = None, log=print, out: str 
 
     ``P`` is ``load_profile(name)["efficiency"]``; ``depths`` replaces both depth lists. The
     ``student_backends`` are timed at every student depth; the ``variants`` (other runtimes,
-    quantised graphs, precomputed passage states) at the deepest one, and those among
+    quantised graphs, precomputed passage states) at the deepest one (``variant_repeats`` runs
+    of each query), and those among
     ``quality_variants`` also re-rank the ``quality_queries``' top-``quality_depth`` (their
     scores are in the result's ``quality``). The teacher runs on the engine its ``backend``
     field picks (:func:`.teacher_engines.teacher_backend`) and, with ``phase_tokens``, times
