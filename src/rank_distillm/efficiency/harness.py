@@ -30,7 +30,7 @@ from ..data import Candidates, DataError
 from ..devices import synchronize
 from .memory import PEAK_FIELDS, ModelMemory
 from .specs import model_name, spec_device, use_config
-from .student_runtimes import count_parameters, split_backend, student_scorer
+from .student_runtimes import GRAPHS, count_parameters, split_backend, student_scorer
 from .teacher_engines import TEACHER_BACKENDS, load_teacher, teacher_backend, time_phases
 
 
@@ -83,8 +83,9 @@ def _import_runtime(kind: str, backend: str) -> None:
     import importlib
 
     names = ["torch", "transformers", "sentence_transformers"] if kind == "student" else ["torch", "transformers", "rank_distillm.teacher"]
-    names += {"onnx": ["onnx", "onnxruntime"], "onnx-int8": ["onnx", "onnxruntime", "onnxruntime.quantization"],
-              "openvino": ["onnx", "openvino"]}.get(backend, [])
+    runtime = GRAPHS[backend][1] if kind == "student" and backend in GRAPHS else backend
+    names += {"onnxruntime": ["onnx", "onnxruntime"], "openvino": ["onnx", "openvino"],
+              "precomputed": ["rank_distillm.passage_states"]}.get(runtime, [])
     for name in names:
         try:
             importlib.import_module(name)
