@@ -15,6 +15,7 @@ from typing import Sequence
 from ..data import Candidates, load_candidates
 from .harness import bench_key, combine_records, measure_in_subprocess, read_bench_rows
 from .specs import model_name, spec_device
+from .student_runtimes import split_backend
 from .teacher_engines import teacher_backend
 
 # The paper's claim (abstract of Schlatt et al., ECIR 2025): the distilled cross-encoder
@@ -115,6 +116,12 @@ def run_bench(P: dict, depths: Sequence[int] | None = None, log=print, out: str 
     Returns ``{"models": [...], "rows": [...], "summary": [...], "ratios": [...], "quality": {...},
     "phases": {...}, "paper": {...}}`` (plain lists and dicts).
     """
+    for field in ("student_backends", "variants", "quality_variants"):
+        for backend in P.get(field) or ():
+            try:
+                split_backend(backend)
+            except ValueError as error:
+                raise ValueError(f"efficiency.{field}: {error}") from None
     student_depths = list(depths or P["student_depths"])
     teacher_depths = list(depths or P["teacher_depths"])
     cands = bench_candidates({**P, "student_depths": student_depths, "teacher_depths": teacher_depths})
