@@ -154,19 +154,19 @@ def test_quality_pass_keeps_each_querys_scores(split_student, tmp_path):
 
 
 def _fake_result(bm25: Run, qids: list[str]) -> dict:
-    """A benchmark result of three backends: torch (1 s), exact (0.5 s), reversed (0.25 s: BM25's order upside down)."""
+    """A benchmark result of three backends: torch (1 s), openvino exact (0.5 s), onnx-int8 reversed (0.25 s: BM25's order upside down)."""
     summary, rows, models = [], [], []
-    for backend, seconds in (("torch", 1.0), ("exact", 0.5), ("reversed", 0.25)):
+    for backend, seconds in (("torch", 1.0), ("openvino", 0.5), ("onnx-int8", 0.25)):
         summary.append({"name": "s", "kind": "student", "backend": backend, "depth": 100, "median_s": seconds,
                         "pairs_per_s": 100 / seconds})
         models.append({"name": "s", "kind": "student", "backend": backend, "model_mb": 100.0})
         docs = list(bm25[qids[0]])
-        sign = -1 if backend == "reversed" else 1
+        sign = -1 if backend == "onnx-int8" else 1
         rows.append({"kind": "student", "backend": backend, "depth": 100, "qid": qids[0], "repeat": 0,
                      "scores": [sign * bm25[qids[0]][d] for d in docs], "seconds": seconds, "pairs": len(docs)})
     quality = {b: {"depth": 100, "qids": qids, "seconds": [1.0] * len(qids),
-                   "scores": [[(-1 if b == "reversed" else 1) * bm25[q][d] for d in bm25[q]] for q in qids]}
-               for b in ("exact", "reversed")}
+                   "scores": [[(-1 if b == "onnx-int8" else 1) * bm25[q][d] for d in bm25[q]] for q in qids]}
+               for b in ("openvino", "onnx-int8")}
     return {"summary": summary, "rows": rows, "models": models, "quality": quality}
 
 
@@ -180,11 +180,24 @@ def test_variant_table_measures_loss_speed_and_picks_the_fast_student(data_dir):
     limits = {"matmul_ops_per_s": {"float32": 1e11, "int8": 4e11, "bfloat16": 2e11}, "bytes_per_s": 1e10}
     table = eff.variant_table(result, bm25, data.DL19, cands[:1], cands, s, [90] * 100, limits)
     assert table.attrs["fp32_ndcg10"] == pytest.approx(0.5058, abs=1e-4)  # BM25 on DL19, the data's reference figure
-    assert table.loc["exact", "nDCG@10 loss"] == pytest.approx(0.0, abs=1e-9)
-    assert table.loc["exact", "max score difference"] == 0.0
-    assert table.loc["reversed", "nDCG@10 loss"] > 0.2 and table.loc["reversed", "p (paired t-test)"] < 0.01
-    assert table.loc["exact", "speed-up over CrossEncoder.predict"] == pytest.approx(2.0)
+    assert table.loc["openvino", "nDCG@10 loss"] == pytest.approx(0.0, abs=1e-9)
+    assert table.loc["openvino", "max score difference"] == 0.0
+    assert table.loc["onnx-int8", "nDCG@10 loss"] > 0.2 and table.loc["onnx-int8", "p (paired t-test)"] < 0.01
+    assert table.loc["openvino", "speed-up over CrossEncoder.predict"] == pytest.approx(2.0)
     assert table.loc["torch", "share of peak"] == pytest.approx(100 * cm.encoder_pair_flops(s, [90]) / 1e11)
-    assert eff.fast_student(table, 0.005) == "exact"  # reversed is faster, but loses too much
-    assert eff.fast_student(table, 1.0) == "reversed"
-    assert eff.fast_student(table.drop(index="exact"), 0.005) == "torch"  # nothing within the budget: the reference
+    assert eff.fast_student(table, 0.005) == "openvino"  # reversed is faster, but loses too much
+    assert eff.fast_student(table, 1.0) == "onnx-int8"
+    assert eff.fast_student(table.drop(index="openvino"), 0.005) == "torch"  # nothing within the budget: the reference
+
+
+# --------------------------------------------------------------------------- the teacher's two phases
+
+from tests.test_efficiency import _teacher_spec, tiny_teacher  # noqa: E402,F401  (a fixture, used by name)
+
+
+def test_time_phases_on_a_tiny_teacher(tiny_teacher):  # noqa: F811
+    teacher = eff.load_teacher(_teacher_spec(tiny_teacher), "transformers")
+    phases = eff.time_phases(teacher, "a passage about a cat " * 20, new_tokens=4)
+    assert phases["prompt_tokens"] >= 100 and phases["new_tokens"] == 4
+    assert phases["prefill_s"] > 0 and phases["decode_s_per_token"] >= 0
+    assert eff.time_phases(teacher, "too short an answer", new_tokens=1) is None
