@@ -393,7 +393,8 @@ def _in_process(calls, stop_after=None):
     """measure_in_subprocess, run in this process; ``stop_after`` rows written in all, then an interruption."""
     written = []
 
-    def fake(kind, spec, qs, depths, repeats=1, warmup=1, backend=None, timeout=None, out=None):
+    def fake(kind, spec, qs, depths, repeats=1, warmup=1, backend=None, timeout=None, out=None, quality=None,
+             quality_depth=None):
         calls.append((kind, list(depths)))
 
         def on_record(rec):
@@ -402,7 +403,8 @@ def _in_process(calls, stop_after=None):
             eff.append_bench_row(out, rec)
             written.append(eff.bench_key(rec))
 
-        return eff.measure(kind, spec, qs, depths, repeats, warmup, backend, on_record=on_record if out else None)
+        return eff.measure(kind, spec, qs, depths, repeats, warmup, backend, on_record=on_record if out else None,
+                           quality=quality, quality_depth=quality_depth)
 
     return fake
 
