@@ -136,8 +136,10 @@ def teacher_phases(phases: dict, shape: ModelShape, limits: dict, dtype: str = "
     prompt = phases["prompt_tokens"]
     prefill = llm_prefill_flops(shape, prompt) / phases["prefill_s"]
     step = llm_decode_step(shape, prompt + phases["new_tokens"] / 2)
-    decode_bytes = step["bytes"] / phases["decode_s_per_token"]
-    decode_flops = step["flops"] / phases["decode_s_per_token"]
+    per_token = phases["decode_s_per_token"]
+    # a few tokens after a long prompt can time at zero on a busy machine: no rate then
+    decode_bytes = step["bytes"] / per_token if per_token > 0 else float("nan")
+    decode_flops = step["flops"] / per_token if per_token > 0 else float("nan")
     peak, bandwidth = limits["matmul_ops_per_s"][dtype], limits["bytes_per_s"]
     return pd.DataFrame([
         {"phase": f"prefill ({prompt} prompt tokens)", "bound by": "arithmetic", "seconds": phases["prefill_s"],
