@@ -145,7 +145,7 @@ def test_quality_pass_keeps_each_querys_scores(split_student, tmp_path):
     assert "quality" not in first and last["quality"]["qids"] == ["q0", "q1"]
     assert [len(s) for s in last["quality"]["scores"]] == [4, 4] and len(last["quality"]["seconds"]) == 2
     assert [r for r in last["rows"] if r["repeat"] == 0][0]["scores"]  # the deepest rows keep their scores
-    assert out["model"]["index_passages"] == 10 and out["model"]["states_dtype"] == "float32"
+    assert out["model"]["index_passages"] == 6 + 5 and out["model"]["states_dtype"] == "float32"
     pairs = [(quality[1].query, t) for t in quality[1].texts[:4]]
     np.testing.assert_allclose(last["quality"]["scores"][1], split_student.predict(pairs), atol=1e-4)
 
