@@ -1,17 +1,21 @@
-"""Benchmark: the cross-encoder student against the listwise LLM teacher; prints figures.
+"""Benchmark: the student's runtimes and the LLM teacher against this machine's limits; prints one table.
 
-    python benchmarks/bench_rerankers.py --profile cpu            # MiniLM vs SmolLM2-135M on this CPU
-    python benchmarks/bench_rerankers.py --profile gpu            # ELECTRA-base vs RankZephyr-7B (Mistral-7B), bf16
-    python benchmarks/bench_rerankers.py --profile smoke --depth 10 20 --out bench.json
-    python benchmarks/bench_rerankers.py --profile gpu --rows gpu-rows.jsonl   # run again to resume
+    python benchmarks/bench_rerankers.py --profile cpu                          # MiniLM vs SmolLM2-135M on this CPU
+    python benchmarks/bench_rerankers.py --profile cpu --save run.json          # keep this run's table
+    python benchmarks/bench_rerankers.py --profile cpu --previous run.json      # ... and compare the next one with it
+    python benchmarks/bench_rerankers.py --profile cpu --variants onnx openvino --quality-variants onnx openvino
+    python benchmarks/bench_rerankers.py --profile gpu --rows gpu-rows.jsonl    # ELECTRA-base vs RankZephyr-7B; rerun to resume
 
-Each model runs in its own subprocess (peak RSS on CPU, torch.cuda.max_memory_allocated on
-GPU; for a teacher on vLLM, weights + the KV cache it used, with the engine's reservation
-beside it). The teacher runs on vLLM when the profile's teacher.backend says so (auto: when
-vLLM is installed and there is a GPU). --rows writes each measured row (model, backend,
-depth, device) to a JSONL file as it finishes; a rerun skips the rows already there.
-Timings are only as quiet as the machine: run it alone. The paper's figures (up to
-173x faster, 24x less memory; Schlatt et al., ECIR 2025) are printed beside ours, labelled.
+One row per runtime of the student (PyTorch's ``CrossEncoder.predict``, ONNX Runtime, OpenVINO,
+int8 graphs, precomputed passage states) at the deepest depth: seconds per query, speed-up over
+``CrossEncoder.predict``, memory, nDCG@10 and its loss against the fp32 student with a paired
+t-test (the profile's quality variants re-rank every DL19 query's top-100), the FLOP rate at
+the pairs' measured token lengths and its share of the machine's measured peak in the
+precision the runtime computes in; then the teacher's prefill (against the FLOP peak) and
+decoding (against the copy bandwidth), and the precomputed states' storage. The student is
+the profile's first trained student when it is cached (chapter 5), else the same architecture
+untrained. Each model runs in its own process. Timings are only as quiet as the machine: run it
+alone. --previous prints the saved run's figures beside this run's, with the change.
 """
 
 from __future__ import annotations
@@ -27,55 +31,81 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pandas as pd  # noqa: E402
 
-from rank_distillm import cost_model, efficiency, scaling  # noqa: E402
+from rank_distillm import cost_model, data, efficiency, evaluation  # noqa: E402
 from rank_distillm.profiles import load_profile  # noqa: E402
+from rank_distillm.student import load_student  # noqa: E402
+
+COMPARED = ["seconds per query", "speed-up over CrossEncoder.predict", "nDCG@10", "share of peak"]
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="cpu")
-    parser.add_argument("--depth", type=int, nargs="+", default=None)
-    parser.add_argument("--out", default=None, help="also write the full result as JSON here")
+    parser.add_argument("--model", default=None, help="the student to time (default: the profile's first trained student)")
+    parser.add_argument("--variants", nargs="*", default=None, help="replace the profile's variants")
+    parser.add_argument("--quality-variants", nargs="*", default=None, help="replace the profile's quality variants")
     parser.add_argument("--rows", default=None, help="JSONL of measured rows, written as they finish; rerun to resume")
+    parser.add_argument("--save", default=None, help="write this run's table (and limits) as JSON")
+    parser.add_argument("--previous", default=None, help="a table saved by --save: its figures are printed beside these")
     args = parser.parse_args(argv)
 
-    P = load_profile(args.profile)["efficiency"]
-    result = efficiency.run_bench(P, args.depth, log=lambda m: print(m, file=sys.stderr), out=args.rows)
-    pd.set_option("display.width", 200)
-    pd.set_option("display.max_columns", 30)
+    profile = load_profile(args.profile)
+    P = profile["efficiency"]
+    model, trained = (args.model, True) if args.model else efficiency.student_under_test(profile)
+    P = {**P, "student": {**P["student"], "model": model}}
+    if args.variants is not None:
+        P["variants"] = args.variants
+    if args.quality_variants is not None:
+        P["quality_variants"] = args.quality_variants
+    log = lambda m: print(m, file=sys.stderr)  # noqa: E731
+    log(f"[bench] student {model} ({'trained' if trained else 'untrained'})")
+    L = P["limits"]
+    limits = efficiency.measure_limits(n=L["matmul_n"], repeats=L["repeats"], copy_mib=L["copy_mib"])
+    result = efficiency.run_bench(P, log=log, out=args.rows)
 
-    models = pd.DataFrame(result["models"])
-    print("== models (memory in MiB; model_mb = peak while re-ranking - runtime baseline)")
-    cols = ["name", "backend", "device", "dtype", "params", "load_seconds", "baseline_mb", "peak_mb", "model_mb",
-            "graph_mb", "weights_mb", "kv_cache_mb", "engine_mb"]
-    print(models[[c for c in cols if c in models]].round(1).to_string(index=False))
-    if "engine_mb" in models:
-        print("(vLLM: model_mb = weights + KV cache used; engine_mb = GPU memory the engine holds, its reserved pool included)")
-    summary = pd.DataFrame(result["summary"])
-    print("\n== latency per query (seconds) and throughput (query-passage pairs per second)")
-    cols = [c for c in ["name", "backend", "depth", "runs", "median_s", "p25_s", "p75_s", "pairs_per_s", "windows",
-                        "prompt_tokens", "generated_tokens"] if c in summary]
-    print(summary[cols].round(4).to_string(index=False))
+    timed, quality = efficiency.bench_candidates(P), efficiency.quality_candidates(P)
+    reference = evaluation.rerank_cached(model, quality, batch_size=64, show_progress_bar=False)
+    student = load_student(model)
+    deepest = max(P["student_depths"])
+    tokens = student.preprocess([(c.query, t) for c in timed for t in c.texts[:deepest]])["attention_mask"].sum(1).tolist()
+    shape = cost_model.shape_from_config(student.model.config, bytes_per_param=4)
+    table = efficiency.variant_table(result, reference, P["dataset"], timed, quality, shape, tokens, limits,
+                                     joint_layers=shape.layers - getattr(student[0], "separate_layers", 0))
+
+    pd.set_option("display.width", 250)
+    pd.set_option("display.max_columns", 30)
+    print(efficiency.limits_table(limits).round(1).to_string())
+    print(f"\n== the student's runtimes at depth {deepest} ({len(timed)} queries timed; nDCG@10 on "
+          f"{len(quality)} queries' top-{P['quality_depth']}, fp32: {table.attrs.get('fp32_ndcg10', float('nan')):.4f})")
+    shown = table.copy()
+    if args.previous:
+        before = pd.DataFrame(json.loads(Path(args.previous).read_text())["table"]).set_index("backend")
+        for col in COMPARED:
+            if col in before:
+                shown[f"{col} (previous)"] = before[col].reindex(shown.index)
+    print(shown.round(4).to_string())
+    fast = efficiency.fast_student(table, P["max_fast_loss"])
+    print(f"\nfastest within {P['max_fast_loss']} nDCG@10 of fp32: {fast}")
+    for name, phases in result["phases"].items():
+        print(f"\n== teacher {name}: prefill and decoding against the limits (float32 weights)")
+        print(efficiency.teacher_phases(phases, cost_model.SHAPES["SmolLM2-135M"].with_bytes(4), limits).round(3).to_string())
+    passages = [t for c in quality for t in c.texts]
+    store = efficiency.storage(student, list(dict.fromkeys(passages)))
+    store["MS MARCO (GB)"] = [efficiency.corpus_bytes(b) / 1e9 for b in store["bytes_per_passage"]]
+    print("\n== precomputed passage states: storage")
+    print(store.round(1).to_string(index=False))
     print("\n== teacher / student")
     print(pd.DataFrame(result["ratios"]).round(2).to_string(index=False))
     print(f"\nthe paper's (ELECTRA-base vs RankZephyr-7B, GPU; not measured here): up to "
           f"{efficiency.PAPER_SPEEDUP:.0f}x faster, {efficiency.PAPER_MEMORY_RATIO:.0f}x less memory")
+    if args.save:
+        from rank_distillm.outputs import write_json
 
-    S = cost_model.SHAPES
-    settings = load_profile(args.profile)["scaling"]
-    roofline = scaling.roofline(settings, settings["gpu"], decode_batch=1)  # one query's latency
-    print(f"\n== cost model, top-100 (FLOP ratio = a floor for the speed-up; time ratio = roofline: {roofline.describe()})")
-    rows = [cost_model.compare(S[s], S[t], cost_model.Workload(), roofline) for s, t in [
-        ("MiniLM-L6 (all-MiniLM-L6-v2)", "SmolLM2-135M"), ("ELECTRA-base", "RankZephyr-7B (Mistral-7B)"),
-        ("MiniLM-L6 (all-MiniLM-L6-v2)", "RankZephyr-7B (Mistral-7B)"),
-        ("ELECTRA-large", "70B-class LLM (RankGPT-size stand-in)")]]
-    print(pd.DataFrame(rows)[["student", "teacher", "flops_ratio", "memory_ratio", "time_ratio"]].round(1).to_string(index=False))
-    if args.out:
-        tmp = Path(args.out).with_suffix(".tmp")
-        tmp.write_text(json.dumps(result, default=float))
-        os.replace(tmp, args.out)
+        write_json(args.save, {"profile": args.profile, "model": model, "limits": limits,
+                               "table": table.reset_index().to_dict("records"), "fast_student": fast})
     return 0
 
 
 if __name__ == "__main__":
+    data.setup_ir_datasets()
     sys.exit(main())

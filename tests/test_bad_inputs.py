@@ -229,6 +229,8 @@ CASES = [
     Case("build-dataset without a teacher", "build-dataset --dataset {dl20} --out {tmp}/lists", "needs --teacher and --candidates"),
     # ---- the rest
     Case("bench zero depth", "bench --profile smoke --depth 0", "--depth: depths must be positive"),
+    Case("bench unknown variant", "bench --profile {tmp}/p.yaml", "efficiency.variants: unknown student backend 'onnx-fp8'",
+         files={"p.yaml": "base: smoke\nefficiency:\n  variants: [onnx-fp8]\n"}),
     Case("unknown command", "teech", "invalid choice: 'teech'"),
 ]
 
@@ -557,7 +559,7 @@ def test_bench_json_is_strict(tmp_path, capsys, request):
     profile = tmp_path / "tiny.yaml"
     profile.write_text(yaml.safe_dump({"base": "smoke", "efficiency": {
         "student": _student_spec(student), "teacher": _teacher_spec(teacher),
-        "student_depths": [5], "teacher_depths": [10], "student_backends": ["torch"],
+        "student_depths": [5], "teacher_depths": [10], "student_backends": ["torch"], "variants": [],
     }}))
     assert run_cli(["bench", "--profile", str(profile), "--json"]) == 0
     result = strict_json(capsys.readouterr().out)

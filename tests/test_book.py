@@ -199,5 +199,9 @@ def test_results_json_holds_the_glued_numbers():
         chapter, name = key.split("/", 1)
         assert any(p.fullmatch(f"{chapter}_{name}") or p.fullmatch(name) for p in glued), f"{key}: not a glue name of any chapter"
     assert len(values) >= 30, f"{path}: only {len(values)} values"
+    for key in ("efficiency/fast_student_ndcg10_loss", "efficiency/fast_student_speedup_depth100",
+                "efficiency/precomputed_speedup_depth100", "efficiency/cpu_peak_gflops"):
+        assert key in values, f"{path}: {key} missing (chapter 7 glues it)"
+    assert values["efficiency/fast_student_ndcg10_loss"] <= 0.005 and values["efficiency/cpu_peak_gflops"] > 0
     # the teacher chapter's replay claim, as data: all 54 DL20 queries as stored, nDCG@10 of the stored run
     assert values["teacher/replay_identical"] == 54 and values["teacher/replay_ndcg10"] == 0.6611

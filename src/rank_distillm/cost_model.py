@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Mapping
+from typing import Mapping, Sequence
 
 from .models import ELECTRA_BASE
 from .teacher.windows import windows_per_query
@@ -189,6 +189,41 @@ def encoder_cost(s: ModelShape, w: Workload) -> dict:
     }
 
 
+def encoder_pair_flops(s: ModelShape, tokens: Sequence[int], layers: int | None = None) -> float:
+    """Mean FLOPs of one query-passage pair through ``layers`` of the encoder (default: all), at measured lengths.
+
+    ``tokens``: the pairs' own token counts (``[CLS] q [SEP] p [SEP]``, unpadded, as the
+    student tokenises them). Each pair costs ``L (2 N_l + 2 L d) `` per layer (Kaplan et al.'s
+    forward cost with context ``L``; ``N_l`` the non-embedding parameters of a layer, ``d`` the
+    hidden size): the useful work, without the padding a batch adds. ``layers`` below the model's
+    counts only the layers that run (the joint layers of a student whose lower layers were
+    precomputed).
+    """
+    n = s.layers if layers is None else layers
+    if not 0 <= n <= s.layers:
+        raise ValueError(f"layers: {n} is not between 0 and the model's {s.layers}")
+    if not len(tokens):
+        raise ValueError("encoder_pair_flops: no token counts")
+    per_layer = s.non_embedding_params / s.layers
+    return sum(length * (2 * per_layer + 2 * length * s.hidden) for length in tokens) * n / len(tokens)
+
+
+def llm_prefill_flops(s: ModelShape, prompt_tokens: float) -> float:
+    """FLOPs of reading a prompt (causal attention: on average half the prompt is attended)."""
+    return _forward_flops(s, prompt_tokens, prompt_tokens / 2)
+
+
+def llm_decode_step(s: ModelShape, context: float) -> dict:
+    """One generated token at ``context`` tokens: its FLOPs (with the LM head) and the bytes it reads.
+
+    Every step reads all weights (``params * bytes_per_param``) and the KV cache so far
+    (``context * kv_bytes_per_token``): with a batch of one, that traffic, not the arithmetic,
+    sets its speed.
+    """
+    return {"flops": _forward_flops(s, 1, context) + 2 * s.vocab * s.hidden,
+            "bytes": s.params * s.bytes_per_param + context * s.kv_bytes_per_token}
+
+
 def training_cost(s: ModelShape, tokens: int) -> dict:
     """FLOPs of one training step's share for one sequence of ``tokens``: forward and backward, 3 x the forward."""
     flops = 3 * _forward_flops(s, tokens, tokens)
@@ -213,8 +248,8 @@ def llm_cost(s: ModelShape, w: Workload) -> dict:
     n = w.windows
     size = min(w.depth, w.window)
     prompt, generated = llm_window_tokens(w, size)
-    prefill = _forward_flops(s, prompt, prompt / 2)  # causal: on average half the prompt is attended
-    decode = _forward_flops(s, generated, prompt + generated / 2) + generated * 2 * s.vocab * s.hidden  # + LM head
+    prefill = llm_prefill_flops(s, prompt)
+    decode = generated * llm_decode_step(s, prompt + generated / 2)["flops"]  # + LM head
     weights = s.params * s.bytes_per_param
     kv = s.kv_bytes_per_token * (prompt + generated)
     activations = prompt * (4 * s.hidden + s.intermediate) * s.bytes_per_param

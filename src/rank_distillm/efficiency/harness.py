@@ -30,16 +30,29 @@ from ..data import Candidates, DataError
 from ..devices import synchronize
 from .memory import PEAK_FIELDS, ModelMemory
 from .specs import model_name, spec_device, use_config
-from .student_runtimes import count_parameters, split_backend, student_scorer
-from .teacher_engines import TEACHER_BACKENDS, load_teacher, teacher_backend
+from .student_runtimes import GRAPHS, count_parameters, split_backend, student_scorer
+from .teacher_engines import TEACHER_BACKENDS, load_teacher, teacher_backend, time_phases
 
 
-def _time_student(predict, cand: Candidates, depth: int) -> dict:
+def _time_student(predict, cand: Candidates, depth: int, keep_scores: bool = False) -> dict:
     pairs = [(cand.query, t) for t in cand.texts[:depth]]
     t0 = time.perf_counter()
-    predict(pairs)
+    scores = predict(pairs)
     seconds = time.perf_counter() - t0
-    return {"seconds": seconds, "pairs": len(pairs)}
+    out = {"seconds": seconds, "pairs": len(pairs)}
+    if keep_scores:
+        out["scores"] = [float(x) for x in scores]
+    return out
+
+
+def _quality_pass(predict, candidates: Sequence[Candidates], depth: int) -> dict:
+    """Every quality query's top-``depth`` scored, each query timed: ``{"depth", "qids", "seconds", "scores"}``."""
+    from tqdm.auto import tqdm
+
+    rows = [_time_student(predict, c, depth, keep_scores=True)
+            for c in tqdm(candidates, desc="quality queries", unit="query", mininterval=10, file=sys.stderr)]
+    return {"depth": depth, "qids": [c.qid for c in candidates], "seconds": [r["seconds"] for r in rows],
+            "pairs": [r["pairs"] for r in rows], "scores": [r["scores"] for r in rows]}
 
 
 def _time_teacher(teacher, cand: Candidates, depth: int, spec: dict) -> dict:
@@ -53,6 +66,8 @@ def _time_teacher(teacher, cand: Candidates, depth: int, spec: dict) -> dict:
     synchronize(teacher.device)
     seconds = time.perf_counter() - t0
     w = result.windows
+    if w:
+        teacher.last_prompt = max((r["prompt"] for r in w), key=len)  # for time_phases
     return {
         "seconds": seconds, "pairs": min(depth, len(cand)), "windows": len(w),
         "prompt_tokens": sum(r["prompt_tokens"] or 0 for r in w),
@@ -68,8 +83,9 @@ def _import_runtime(kind: str, backend: str) -> None:
     import importlib
 
     names = ["torch", "transformers", "sentence_transformers"] if kind == "student" else ["torch", "transformers", "rank_distillm.teacher"]
-    names += {"onnx": ["onnx", "onnxruntime"], "onnx-int8": ["onnx", "onnxruntime", "onnxruntime.quantization"],
-              "openvino": ["onnx", "openvino"]}.get(backend, [])
+    runtime = GRAPHS[backend][1] if kind == "student" and backend in GRAPHS else backend
+    names += {"onnxruntime": ["onnx", "onnxruntime"], "openvino": ["onnx", "openvino"],
+              "precomputed": ["rank_distillm.passage_states"]}.get(runtime, [])
     for name in names:
         try:
             importlib.import_module(name)
@@ -78,7 +94,8 @@ def _import_runtime(kind: str, backend: str) -> None:
 
 
 def measure(kind: str, spec: dict, candidates: Sequence[Candidates], depths: Sequence[int], repeats: int = 1,
-            warmup: int = 1, backend: str | None = None, on_record=None, engine=None) -> dict:
+            warmup: int = 1, backend: str | None = None, on_record=None, engine=None,
+            quality: Sequence[Candidates] | None = None, quality_depth: int | None = None) -> dict:
     """Time one re-ranker in this process: ``{"model": {...}, "rows": [...], "records": [...]}``.
 
     ``kind``: ``student`` or ``teacher``. ``backend``: for the student one of
@@ -91,6 +108,13 @@ def measure(kind: str, spec: dict, candidates: Sequence[Candidates], depths: Seq
 
     Memory is measured per depth (:class:`.memory.ModelMemory`): ``baseline_mb`` (the process
     before loading), ``loaded_mb`` (after loading), ``peak_mb`` and ``model_mb``.
+
+    A student's rows at the deepest depth keep their ``scores`` (of the first repeat). With
+    ``quality`` (student only), every one of those queries' top-``quality_depth`` is scored
+    once more, each query timed, after the deepest depth (its memory counts there): the
+    deepest record's ``quality`` (:func:`_quality_pass`). A student that re-ranks on an index
+    (``precomputed``) indexes every passage of ``candidates`` and ``quality`` first, untimed:
+    the model's ``index_seconds`` and ``index_passages``.
 
     Each finished depth is one **record** (``name``, ``kind``, ``backend``, ``device``,
     ``depth``, ``model``: the figures above for that depth, ``rows``), passed to
@@ -127,6 +151,12 @@ def measure(kind: str, spec: dict, candidates: Sequence[Candidates], depths: Seq
         run = lambda cand, depth: _time_teacher(teacher, cand, depth, spec)  # noqa: E731
         params, dtype, loaded = teacher.params, teacher.dtype, teacher.backend
     load_seconds = time.perf_counter() - t0
+    indexed = {}
+    if hasattr(loaded, "index"):  # states of every passage it will see, computed ahead of the queries
+        texts = [t for c in [*candidates, *(quality or ())] for t in c.texts[: max(depths + [quality_depth or 0])]]
+        figures = loaded.index(texts)
+        indexed = {"index_seconds": figures["seconds"], "index_passages": figures["passages"],
+                   "index_mb": figures["bytes"] / 2**20, "states_dtype": loaded.store.dtype}
     info = {
         "name": name, "kind": kind, "backend": backend, "device": device, "params": params, "dtype": dtype,
         "from_config": spec.get("from_config") if use_config(spec) else None,
@@ -137,20 +167,29 @@ def measure(kind: str, spec: dict, candidates: Sequence[Candidates], depths: Seq
         info["onnx_cpu_mem_arena"] = split_backend(backend)[1]
     if getattr(loaded, "graph_bytes", None):
         info["graph_mb"] = loaded.graph_bytes / 2**20
+    info.update(indexed)
 
     memory.start()
     for _ in range(warmup):
         run(candidates[0], min(depths))
     records = []
+    deepest = max(depths)
     for depth in depths:
         rows = []
         for cand in candidates:
             for r in range(repeats):
-                rows.append({"depth": depth, "qid": cand.qid, "repeat": r, **run(cand, depth),
+                timed = (_time_student(predict, cand, depth, keep_scores=depth == deepest and r == 0)
+                         if kind == "student" else run(cand, depth))
+                rows.append({"depth": depth, "qid": cand.qid, "repeat": r, **timed,
                              "name": name, "kind": kind, "backend": backend})
+        extra = {}
+        if quality and kind == "student" and depth == deepest:
+            extra["quality"] = _quality_pass(predict, quality, quality_depth or deepest)
         figures = memory.figures(rows, teacher, spec.get("gpu_memory_utilization"))
+        if kind == "teacher" and depth == deepest and spec.get("phase_tokens") and getattr(teacher, "last_prompt", None):
+            extra["phases"] = time_phases(teacher, teacher.last_prompt, int(spec["phase_tokens"]), repeats)
         record = {"name": name, "kind": kind, "backend": backend, "device": device, "depth": depth,
-                  "model": {**info, **figures}, "rows": rows}
+                  "model": {**info, **figures}, "rows": rows, **extra}
         if on_record is not None:
             on_record(record)
         records.append(record)
@@ -221,7 +260,8 @@ def append_bench_row(path: str | os.PathLike, record: dict) -> None:
 
 def measure_in_subprocess(kind: str, spec: dict, candidates: Sequence[Candidates], depths: Sequence[int],
                           repeats: int = 1, warmup: int = 1, backend: str | None = None, timeout: float | None = None,
-                          out: str | os.PathLike | None = None) -> dict:
+                          out: str | os.PathLike | None = None, quality: Sequence[Candidates] | None = None,
+                          quality_depth: int | None = None) -> dict:
     """:func:`measure` in a fresh Python process, so that its peak memory is this model's alone.
 
     ``out``: a JSONL file the process appends each finished row (depth) to, as it finishes
@@ -233,6 +273,7 @@ def measure_in_subprocess(kind: str, spec: dict, candidates: Sequence[Candidates
             "kind": kind, "spec": spec, "candidates": [asdict(c) for c in candidates], "depths": list(depths),
             "repeats": repeats, "warmup": warmup, "backend": backend,
             "out": str(Path(out).resolve()) if out is not None else None,
+            "quality": [asdict(c) for c in quality] if quality else None, "quality_depth": quality_depth,
         }))
         proc = subprocess.run([sys.executable, "-m", "rank_distillm.efficiency", str(job), str(result)],
                               capture_output=True, text=True, timeout=timeout)
@@ -248,8 +289,9 @@ def worker(job_path: str, out_path: str) -> int:
     cands = [Candidates(**c) for c in job["candidates"]]
     rows_file = job.get("out")
     on_record = (lambda rec: append_bench_row(rows_file, rec)) if rows_file else None
+    quality = [Candidates(**c) for c in job["quality"]] if job.get("quality") else None
     result = measure(job["kind"], job["spec"], cands, job["depths"], job["repeats"], job["warmup"], job["backend"],
-                     on_record=on_record)
+                     on_record=on_record, quality=quality, quality_depth=job.get("quality_depth"))
     tmp = Path(out_path).with_suffix(".tmp")
     tmp.write_text(json.dumps(result, default=float))
     os.replace(tmp, out_path)

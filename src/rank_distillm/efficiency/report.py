@@ -1,9 +1,9 @@
 """The benchmark of a profile and its tables: each model in its own process, then summaries and ratios.
 
-:func:`run_bench` times the student (each backend of the profile) and the teacher on the
-same queries; :func:`summarise` turns the rows into one line per model and depth,
-:func:`ratios` into teacher/student ratios; :func:`backend_quality` checks that a faster
-student runtime re-ranks as well as PyTorch.
+:func:`run_bench` times the student (each backend and variant of the profile) and the teacher
+on the same queries; :func:`summarise` turns the rows into one line per model and depth,
+:func:`ratios` into teacher/student ratios. :mod:`.variants` compares the student's variants
+(speed, memory, nDCG@10 with a paired test, share of the hardware's peak).
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from ..data import Candidates, Run, load_candidates
+from ..data import Candidates, load_candidates
 from .harness import bench_key, combine_records, measure_in_subprocess, read_bench_rows
 from .specs import model_name, spec_device
-from .student_runtimes import split_backend, student_scorer
+from .student_runtimes import split_backend
 from .teacher_engines import teacher_backend
 
 # The paper's claim (abstract of Schlatt et al., ECIR 2025): the distilled cross-encoder
@@ -77,11 +77,34 @@ def bench_candidates(P: dict) -> list[Candidates]:
                            max_queries=P["queries"])
 
 
+def quality_candidates(P: dict) -> list[Candidates]:
+    """The queries whose top-``quality_depth`` the lossy student variants re-rank (nDCG@10 against the fp32 student)."""
+    return load_candidates(P["dataset"], P["first_stage"], depth=P["quality_depth"], max_queries=P["quality_queries"])
+
+
+def _jobs(P: dict, student_depths: list[int], teacher_depths: list[int], cands: list) -> list[tuple]:
+    """``(kind, spec, depths, backend, queries, repeats, quality)`` of every process the benchmark runs."""
+    deepest = [max(student_depths)] if student_depths else []
+    jobs = [("student", P["student"], student_depths, b, cands, P["repeats"], False) for b in P["student_backends"]]
+    jobs += [("student", P["student"], deepest, b, cands, P.get("variant_repeats", P["repeats"]),
+              b in P.get("quality_variants", ()))
+             for b in P.get("variants", ()) if b not in P["student_backends"]]
+    jobs.append(("teacher", P["teacher"], teacher_depths, teacher_backend(P["teacher"]), cands[: P["teacher_queries"]],
+                 P["teacher_repeats"], False))
+    return jobs
+
+
 def run_bench(P: dict, depths: Sequence[int] | None = None, log=print, out: str | os.PathLike | None = None) -> dict:
-    """The profile's benchmark: the student (each backend) and the teacher, each in its own process.
+    """The profile's benchmark: the student (each backend and variant) and the teacher, each in its own process.
 
     ``P`` is ``load_profile(name)["efficiency"]``; ``depths`` replaces both depth lists. The
-    teacher runs on the engine its ``backend`` field picks (:func:`.teacher_engines.teacher_backend`).
+    ``student_backends`` are timed at every student depth; the ``variants`` (other runtimes,
+    quantised graphs, precomputed passage states) at the deepest one (``variant_repeats`` runs
+    of each query), and those among
+    ``quality_variants`` also re-rank the ``quality_queries``' top-``quality_depth`` (their
+    scores are in the result's ``quality``). The teacher runs on the engine its ``backend``
+    field picks (:func:`.teacher_engines.teacher_backend`) and, with ``phase_tokens``, times
+    its prefill and decoding apart (the result's ``phases``).
 
     ``out``: a JSONL file of measured rows, one line per (model, backend, depth, device),
     each written and flushed as soon as it is measured. Rows already in the file are not
@@ -90,15 +113,19 @@ def run_bench(P: dict, depths: Sequence[int] | None = None, log=print, out: str 
     line). The result holds this benchmark's rows, from the file; rows of other settings
     in the same file stay there but are left out.
 
-    Returns ``{"models": [...], "rows": [...], "summary": [...], "ratios": [...], "paper": {...}}``
-    (plain lists of dicts).
+    Returns ``{"models": [...], "rows": [...], "summary": [...], "ratios": [...], "quality": {...},
+    "phases": {...}, "paper": {...}}`` (plain lists and dicts).
     """
+    for field in ("student_backends", "variants", "quality_variants"):
+        for backend in P.get(field) or ():
+            try:
+                split_backend(backend)
+            except ValueError as error:
+                raise ValueError(f"efficiency.{field}: {error}") from None
     student_depths = list(depths or P["student_depths"])
     teacher_depths = list(depths or P["teacher_depths"])
     cands = bench_candidates({**P, "student_depths": student_depths, "teacher_depths": teacher_depths})
-    jobs = [("student", P["student"], student_depths, b, cands, P["repeats"]) for b in P["student_backends"]]
-    jobs.append(("teacher", P["teacher"], teacher_depths, teacher_backend(P["teacher"]), cands[: P["teacher_queries"]],
-                 P["teacher_repeats"]))
+    quality = quality_candidates(P) if P.get("quality_variants") else None
     done: set[tuple] = set()
     if out is not None:
         out = Path(out)
@@ -108,7 +135,7 @@ def run_bench(P: dict, depths: Sequence[int] | None = None, log=print, out: str 
             log(f"[bench] {out}: {len(done)} row(s) already measured, not measured again")
     planned: list[tuple] = []
     records = []
-    for kind, spec, ds, backend, qs, repeats in jobs:
+    for kind, spec, ds, backend, qs, repeats, with_quality in _jobs(P, student_depths, teacher_depths, cands):
         if not ds:
             continue
         name, device = model_name(spec), spec_device(spec)
@@ -118,9 +145,11 @@ def run_bench(P: dict, depths: Sequence[int] | None = None, log=print, out: str 
         if not todo:
             log(f"[bench] {kind} {spec['model']} ({backend}): depths {ds} already in {out}")
             continue
-        log(f"[bench] {kind} {spec['model']} ({backend}) at depths {todo}, {len(qs)} queries x {repeats} ...")
+        log(f"[bench] {kind} {spec['model']} ({backend}) at depths {todo}, {len(qs)} queries x {repeats}"
+            + (f"; then {len(quality)} queries' top-{P['quality_depth']}" if with_quality else "") + " ...")
         try:
-            result = measure_in_subprocess(kind, spec, qs, todo, repeats, P["warmup"], backend, out=out)
+            result = measure_in_subprocess(kind, spec, qs, todo, repeats, P["warmup"], backend, out=out,
+                                           quality=quality if with_quality else None, quality_depth=P.get("quality_depth"))
         except (RuntimeError, ImportError) as error:
             if kind == "student" and backend != "torch":
                 log(f"[bench] skipped {backend}: {error}")
@@ -135,50 +164,33 @@ def run_bench(P: dict, depths: Sequence[int] | None = None, log=print, out: str 
     rat = ratios(summary)
     return {
         "models": models, "rows": rows, "summary": summary.to_dict("records"), "ratios": rat.to_dict("records"),
+        "quality": {r["backend"]: r["quality"] for r in records if r.get("quality")},
+        "phases": {r["name"]: r["phases"] for r in records if r.get("phases")},
         "paper": {"speedup": PAPER_SPEEDUP, "memory_ratio": PAPER_MEMORY_RATIO,
                   "source": "Schlatt et al., ECIR 2025, abstract (the paper's numbers, not measured here)"},
     }
 
 
-def backend_quality(P: dict, model: str | None = None, log=print) -> "pd.DataFrame":  # noqa: F821
-    """nDCG@10 on DL19 of re-ranking with each student backend, and the scores' agreement.
+# --------------------------------------------------------------------------- tables a reader can read
 
-    Re-ranks the first ``quality_queries`` queries' top-``quality_depth`` with the torch
-    model and with every other backend; reports nDCG@10, its change against torch, the
-    largest absolute score difference and the Kendall tau of the scores.
-    """
-    import numpy as np
-    import pandas as pd
-    from scipy.stats import kendalltau
+LABELS = {
+    "name": "model", "backend": "runtime", "kind": "role", "depth": "depth k", "runs": "runs",
+    "median_s": "seconds per query (median)", "p25_s": "25th pct (s)", "p75_s": "75th pct (s)",
+    "pairs_per_s": "pairs per second", "windows": "LLM windows", "prompt_tokens": "prompt tokens",
+    "generated_tokens": "generated tokens", "params": "parameters", "dtype": "dtype", "device": "device",
+    "load_seconds": "load (s)", "baseline_mb": "runtime alone (MiB)", "peak_mb": "peak RSS (MiB)",
+    "model_mb": "memory (MiB)", "graph_mb": "graph on disk (MiB)", "weights_mb": "weights (MiB)",
+    "kv_cache_mb": "KV cache (MiB)", "engine_mb": "engine (MiB)", "threads": "threads",
+    "student": "student", "teacher": "teacher", "student_s": "student (s per query)",
+    "teacher_s": "teacher (s per query)", "speedup": "speed-up (x)", "throughput_ratio": "throughput ratio (x)",
+    "student_mb": "student memory (MiB)", "teacher_mb": "teacher memory (MiB)", "memory_ratio": "memory ratio (x)",
+    "peak_ratio": "peak RSS ratio (x)",
+}
 
-    from ..evaluation import evaluate_run
 
-    spec = {**P["student"], **({"model": model} if model else {})}
-    cands = load_candidates(P["dataset"], P["first_stage"], depth=P["quality_depth"], max_queries=P["quality_queries"])
-    pairs = [(c.query, t) for c in cands for t in c.texts]
-    scores = {}
-    for backend in P["student_backends"]:
-        runtime, _ = split_backend(backend)
-        if runtime != backend and runtime in scores:  # the same graph without the memory arena: the same scores
-            scores[backend] = scores[runtime]
-            continue
-        try:
-            predict, _ = student_scorer(spec, backend)
-        except ImportError as error:
-            log(f"[quality] skipped {backend}: {error}")
-            continue
-        scores[backend] = np.asarray(predict(pairs), dtype=np.float64)
-    rows = []
-    for backend, s in scores.items():
-        run, k = Run(), 0
-        for c in cands:
-            own = s[k : k + len(c)]
-            k += len(c)
-            run[c.qid] = {d: float(v) for d, v in zip(c.docids, own)}
-        ndcg = evaluate_run(run, P["dataset"], ["nDCG@10"])["nDCG@10"]
-        ref = scores["torch"]
-        rows.append({"backend": backend, "nDCG@10": ndcg, "max_abs_diff": float(np.abs(s - ref).max()),
-                     "kendall_tau": float(kendalltau(s, ref).statistic)})
-    df = pd.DataFrame(rows)
-    df["nDCG@10 change"] = df["nDCG@10"] - df.loc[df["backend"] == "torch", "nDCG@10"].iloc[0]
-    return df
+def readable(df: "pd.DataFrame", columns: Sequence[str] | None = None, digits: int = 3):  # noqa: F821
+    """A table for the page: the chosen ``columns``, headers with units (:data:`LABELS`), a dash where nothing applies."""
+    cols = [c for c in (columns or df.columns) if c in df.columns]
+    out = df[cols].rename(columns=LABELS)
+    out = out.rename_axis(index=[LABELS.get(n, n) for n in out.index.names])
+    return out.style.format(precision=digits, na_rep="–", thousands=",")

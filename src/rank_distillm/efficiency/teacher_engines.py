@@ -23,6 +23,7 @@ token's KV cache.
 from __future__ import annotations
 
 import importlib.util
+import time
 from dataclasses import dataclass
 
 from ..cost_model import shape_from_config
@@ -63,6 +64,7 @@ class LoadedTeacher:
     params: int
     weights_bytes: float | None = None  # vLLM: computed from the config
     kv_bytes_per_token: float | None = None
+    last_prompt: str | None = None  # the longest prompt of the last timed run (for time_phases)
 
 
 def teacher_dtype(spec: dict) -> str:
@@ -178,3 +180,40 @@ def load_vllm_teacher(spec: dict, engine=None) -> LoadedTeacher:
     dtype = teacher_dtype(spec)
     params, weights, kv = _memory_facts(config, dtype)
     return LoadedTeacher(backend, spec_device(spec), f"torch.{dtype}", params, weights, kv)
+
+
+# --------------------------------------------------------------------------- prefill and decoding apart
+
+
+def time_phases(teacher: LoadedTeacher, prompt: str, new_tokens: int = 64, repeats: int = 1) -> dict | None:
+    """Seconds of the LLM's two phases on one window's ``prompt`` (transformers only; ``None`` on vLLM).
+
+    ``prefill_s``: reading the prompt and writing the first token (``generate`` with one new
+    token); ``decode_s_per_token``: each further token, from ``generate`` with ``new_tokens``
+    tokens, less the prefill, over ``new_tokens - 1``. Best of ``repeats`` each (greedy, every
+    answer exactly that long; the model has just run, so no warm-up). The prefill is compute-bound (all prompt tokens at once), the
+    decoding memory-bound (every token reads all weights): :mod:`.limits` gives the two limits.
+    """
+    import torch
+
+    backend = teacher.backend
+    if not isinstance(backend, TransformersBackend) or new_tokens < 2:
+        return None
+    ids = backend.tokenizer(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"].to(teacher.device)
+    ids = ids % backend.vocab
+
+    def best(n: int) -> float:
+        times = []
+        for _ in range(max(1, repeats)):
+            t0 = time.perf_counter()
+            with torch.inference_mode():
+                backend.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, min_new_tokens=n,
+                                       do_sample=False, pad_token_id=backend.tokenizer.pad_token_id,
+                                       temperature=None, top_p=None, top_k=None)
+            times.append(time.perf_counter() - t0)
+        return min(times)
+
+    prefill = best(1)
+    total = best(new_tokens)
+    return {"prompt_tokens": int(ids.shape[1]), "new_tokens": new_tokens, "prefill_s": prefill,
+            "decode_s_per_token": max(total - prefill, 0.0) / (new_tokens - 1)}
