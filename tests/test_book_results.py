@@ -76,3 +76,20 @@ def test_values_from_the_glue_file_a_book_build_writes(executed, tmp_path):
     (folder / "05_training.glue.json").write_text(json.dumps(glue_data))
     values = book_results.glued_values(folder / "05_training.ipynb")
     assert values == json.loads(book_results.write_results(executed).read_text())
+
+
+def test_every_glue_text_from_another_page_names_its_format():
+    """myst-nb reads ``{glue:text}`path::key:fmt``` by splitting at the *last* colon: without a format the
+    key becomes ``path:`` and the page shows nothing (a build warning). Every such role names one (``:s`` for
+    the value as it is)."""
+    import re
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    roles = [(path.name, m) for path in sorted((repo / "book").glob("*.md"))
+             for m in re.findall(r"\{glue:text\}`([^`]+)`", path.read_text())]
+    cross = [(name, text) for name, text in roles if "::" in text]
+    assert cross, "the results page pastes values from the chapters with {glue:text}`path::key:fmt`"
+    for name, text in cross:
+        key = text.rsplit(":", 1)[0]
+        assert not key.endswith(":"), f"{name}: {{glue:text}}`{text}` needs a format, e.g. `{text}:s`"
