@@ -203,5 +203,11 @@ def test_results_json_holds_the_glued_numbers():
                 "efficiency/precomputed_speedup_depth100", "efficiency/cpu_peak_gflops"):
         assert key in values, f"{path}: {key} missing (chapter 7 glues it)"
     assert values["efficiency/fast_student_ndcg10_loss"] <= 0.005 and values["efficiency/cpu_peak_gflops"] > 0
+    # chapter 5's cross-validation: every judged query of both years, each re-ranked by a student that never saw it
+    for name in ("student", "untrained", "bm25", "biencoder", "teacher"):
+        assert 0 < values[f"training/crossval_{name}_ndcg10"] < 1, f"training/crossval_{name}_ndcg10"
+    assert 0 <= values["training/crossval_student_vs_biencoder_p"] <= 1 and 0 <= values["training/crossval_student_vs_bm25_p"] <= 1
+    assert values["training/crossval_queries"] in (12, 97)  # smoke: 6 queries of each year; cpu: all 43 + 54
+    assert len(values["training/curve"]) >= 2 and all(0 < v < 1 for v in values["training/curve"].values())
     # the teacher chapter's replay claim, as data: all 54 DL20 queries as stored, nDCG@10 of the stored run
     assert values["teacher/replay_identical"] == 54 and values["teacher/replay_ndcg10"] == 0.6611

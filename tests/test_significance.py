@@ -133,3 +133,12 @@ def test_agreement_on_real_runs(runs_dir):
     # a second run of the same LLM agrees with the first more than BM25 (its input) does
     assert 0 < tau_bm25 < tau_second < 1
     assert len(significance.teacher_ndcg(bm25, teacher)) == 54
+
+
+def test_gap_verdict_by_hand():
+    scores = pd.DataFrame({"BM25": [0.2, 0.4, 0.3, 0.5], "student": [0.3, 0.45, 0.4, 0.55], "teacher": [0.4, 0.6, 0.5, 0.7]})
+    v = significance.gap_verdict(scores, "student", baseline="BM25", teacher="teacher")
+    assert v["queries"] == 4 and v["mean"] == pytest.approx(0.425) and v["diff"] == pytest.approx(0.075)
+    assert v["gap_closed"] == pytest.approx(0.075 / 0.2)  # three eighths of the way from BM25 to the teacher
+    assert v["p"] == pytest.approx(stats.ttest_rel(scores["student"], scores["BM25"]).pvalue)
+    assert v["diff_ci_low"] < 0.075 < v["diff_ci_high"]

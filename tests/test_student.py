@@ -202,3 +202,20 @@ def test_query_and_passage_are_cut_separately(minilm_path, tmp_path):
     split = build_student(minilm_path, head="segment-cosine", separate_layers=2, query_length=5, passage_length=7)
     split_ids = split[0].preprocess([(query, passage)])["input_ids"][0].tolist()
     assert tokenize.convert_ids_to_tokens(split_ids) == ["[CLS]", *q_tokens[:5], "[SEP]", "[CLS]", *p_tokens[:7], "[SEP]"]
+
+
+def test_untrained_sweep_starts_from_bm25_and_ends_at_the_bi_encoder(minilm_path, runs_dir):
+    """The sweep's rows: BM25's own order, the classifier head, then 0..6 separate layers; the last is the bi-encoder's nDCG@10."""
+    from sentence_transformers import SentenceTransformer
+
+    from rank_distillm import data, evaluation
+    from rank_distillm.student import untrained_sweep
+
+    data.setup_ir_datasets()
+    cands = data.load_candidates(data.DL19, runs_dir / "trec-dl-2019" / "bm25.run", depth=10, max_queries=3)
+    sweep = untrained_sweep(minilm_path, cands, data.DL19, max_length=128, batch_size=32)
+    assert list(sweep["separate layers"].iloc[2:]) == list(range(7)) and sweep["head"].iloc[1] == "classifier"
+    bm25 = evaluation.evaluate_run(data.Run({c.qid: dict(zip(c.docids, c.scores)) for c in cands}), data.DL19, ["nDCG@10"])
+    assert sweep["nDCG@10"].iloc[0] == pytest.approx(bm25["nDCG@10"])
+    bi = evaluation.rerank(SentenceTransformer(minilm_path), cands, show_progress_bar=False)
+    assert sweep["nDCG@10"].iloc[-1] == pytest.approx(evaluation.evaluate_run(bi, data.DL19, ["nDCG@10"])["nDCG@10"], abs=1e-4)

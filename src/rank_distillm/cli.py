@@ -29,7 +29,7 @@ COMMANDS = {
     "evaluate": ("rank_distillm.evaluation", "measure a run with ir_measures"),
     "teach": ("rank_distillm.teacher.cli", "re-rank candidates with an LLM teacher (sliding windows)"),
     "build-dataset": ("rank_distillm.sampling", "turn a teacher run into listwise training data"),
-    "train": ("rank_distillm.training", "train a cross-encoder student from a profile"),
+    "train": ("rank_distillm.training_cli", "train a cross-encoder student from a profile"),
     "rerank": ("rank_distillm.evaluation", "re-rank candidates with a trained cross-encoder"),
     "compare": ("rank_distillm.evaluation", "compare runs with significance tests"),
     "bench": ("rank_distillm.efficiency", "measure latency, throughput and memory"),

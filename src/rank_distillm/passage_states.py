@@ -309,10 +309,15 @@ class PassageStates(Module):
 
     # ----------------------------------------------------------------------- the upper layers
 
-    def forward(self, features: dict, **kwargs) -> dict:
-        """``token_embeddings`` of the pairs: stored layer-``n`` states through the upper layers."""
+    def upper_attention_mask(self, hidden: torch.Tensor, features: dict):
+        """The upper layers' attention mask: every unpadded token of the pair (as the student's joint layers)."""
         from transformers.masking_utils import create_bidirectional_mask
 
+        return create_bidirectional_mask(config=self.backbone.model.config, inputs_embeds=hidden,
+                                         attention_mask=features["attention_mask"])
+
+    def forward(self, features: dict, **kwargs) -> dict:
+        """``token_embeddings`` of the pairs: stored layer-``n`` states through the upper layers."""
         queries, passages = self._segments(features)
         self.add([*queries, *passages])
         mask = features["attention_mask"]
@@ -325,7 +330,7 @@ class PassageStates(Module):
         upper = self.layers[self.n :]
         if len(upper):
             hidden = hidden.to(next(upper.parameters()).dtype)
-            attention = create_bidirectional_mask(config=model.config, inputs_embeds=hidden, attention_mask=mask)
+            attention = self.upper_attention_mask(hidden, features)
             for layer in upper:
                 hidden = layer(hidden, attention)
         features["token_embeddings"] = hidden

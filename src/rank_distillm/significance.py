@@ -154,3 +154,16 @@ def teacher_ndcg(
     measure = ir_measures.parse_measure(f"nDCG@{depth}")
     shared = {qid: dict(docs) for qid, docs in run.items() if qid in qrels}
     return {m.query_id: float(m.value) for m in ir_measures.iter_calc([measure], qrels, shared)}
+
+
+def gap_verdict(scores: "pandas.DataFrame", system: str, baseline: str, teacher: str, confidence: float = 0.95) -> dict:  # noqa: F821
+    """``system`` against ``baseline`` on paired per-query ``scores``, and the share of the baseline-to-teacher gap it closed.
+
+    ``{"queries", "mean", "diff", "diff_ci_low", "diff_ci_high", "p", "gap_closed"}``: ``p`` is the
+    two-sided paired t-test (no correction: one comparison); ``gap_closed`` = ``(system - baseline) /
+    (teacher - baseline)`` of the means (1: as good as the teacher; negative: below the baseline).
+    """
+    test = paired_tests(scores[[baseline, system]], baseline=baseline, confidence=confidence).loc[system]
+    own, base, top = (float(scores[c].mean()) for c in (system, baseline, teacher))
+    return {"queries": len(scores), "mean": own, "diff": own - base, "diff_ci_low": float(test["diff_ci_low"]),
+            "diff_ci_high": float(test["diff_ci_high"]), "p": float(test["p"]), "gap_closed": (own - base) / (top - base)}

@@ -197,8 +197,11 @@ def training_lists(profile: dict, train_year: str) -> dict:
 # --------------------------------------------------------------------------- evaluation during training
 
 
-def _heldout_evaluator(candidates: list, dataset_id: str, depth: int, batch_size: int):
-    """A sentence-transformers evaluator: nDCG@10 of re-ranking held-out training-year lists."""
+def _heldout_evaluator(candidates: list, dataset_id: str, depth: int, batch_size: int, score=None):
+    """A sentence-transformers evaluator: nDCG@10 of re-ranking held-out training-year lists.
+
+    ``score(run) -> float`` replaces the mean nDCG@10 against ``dataset_id``'s qrels (e.g. queries of two years).
+    """
     from sentence_transformers.evaluation import SentenceEvaluator
 
     from . import evaluation
@@ -213,8 +216,8 @@ def _heldout_evaluator(candidates: list, dataset_id: str, depth: int, batch_size
 
         def __call__(self, model, output_path=None, epoch=-1, steps=-1) -> dict:
             run = evaluation.rerank(model, cut, batch_size=batch_size, show_progress_bar=False)
-            score = evaluation.evaluate_run(run, dataset_id, ["nDCG@10"])["nDCG@10"]
-            return self.prefix_name_to_metrics({"ndcg@10": score}, self.name)
+            value = score(run) if score else evaluation.evaluate_run(run, dataset_id, ["nDCG@10"])["nDCG@10"]
+            return self.prefix_name_to_metrics({"ndcg@10": value}, self.name)
 
     return HeldoutNDCG()
 
@@ -281,56 +284,36 @@ def _pairs(ds) -> int:
     return len(ds[0]["docs"]) * len(ds) if len(ds) else 0
 
 
-def train_stage(
-    model,
-    dataset,
-    *,
-    loss_name: str,
-    stage: dict,
-    cfg: dict,
-    out_dir: Path,
-    evaluator=None,
-    resume: bool = True,
-    implementation: str = "library",
-    callbacks: list | None = None,
-) -> dict:
-    """One ``CrossEncoderTrainer`` run; returns this stage's metrics. Resumes from ``out_dir``'s last checkpoint.
+def stage_loss(loss_name: str, model, cfg: dict, stage: dict, implementation: str = "library"):
+    """The stage's listwise loss module (:func:`rank_distillm.losses.make_loss`) with the profile's mini-batch size.
 
-    ``stage["max_steps"]`` (optimizer steps; the paper's stage 1: 20,000) replaces
-    ``stage["epochs"]`` when set. With an ``evaluator``, the held-out score is logged after
-    every epoch (or every ``save_steps``); ``cfg["selection"] == "heldout"`` keeps the best
-    checkpoint, ``"last"`` the last one. ``cfg["max_grad_norm"]``: null trains without clipping.
+    ``cfg["mini_batch_size"]``: pairs per forward pass (0: the whole batch at once). A loss the library
+    lacks (InfoNCE, ApproxNDCG) is the book's whatever ``implementation`` says.
     """
-    from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
-
     from .losses import make_loss
-    from .throughput import StepTimer
 
-    state = _state()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    train_ds = training_columns(dataset)
-    loss_kwargs = dict(stage.get("loss_kwargs") or {})
-    if cfg["mini_batch_size"] is not None:  # pairs per forward pass; 0: the whole batch at once
-        loss_kwargs["mini_batch_size"] = cfg["mini_batch_size"]
+    kwargs = dict(stage.get("loss_kwargs") or {})
+    if cfg["mini_batch_size"] is not None:
+        kwargs["mini_batch_size"] = cfg["mini_batch_size"]
     try:
-        loss = make_loss(loss_name, model, implementation=implementation, **loss_kwargs)
+        return make_loss(loss_name, model, implementation=implementation, **kwargs)
     except ValueError:
         if implementation != "library":
             raise
-        loss = make_loss(loss_name, model, implementation="book", **loss_kwargs)  # e.g. infonce: book only
-    queries_per_step = cfg["queries_per_batch"] * cfg["gradient_accumulation_steps"] * state.num_processes
-    steps_per_epoch = math.ceil(len(train_ds) / queries_per_step)
-    max_steps = int(stage.get("max_steps") or 0)
-    total_steps = max_steps or steps_per_epoch * stage["epochs"]
-    use_eval = evaluator is not None
-    keep_best = use_eval and cfg["selection"] == "heldout"
+        return make_loss(loss_name, model, implementation="book", **kwargs)
+
+
+def trainer_arguments(cfg: dict, stage: dict, out_dir: Path, model, total_steps: int, evaluate: bool, checkpoints: bool):
+    """``CrossEncoderTrainingArguments`` of a stage: the profile's batch, schedule, precision and selection."""
+    from sentence_transformers.cross_encoder import CrossEncoderTrainingArguments
+
+    keep_best = evaluate and cfg["selection"] == "heldout" and checkpoints
     every = {"steps": cfg["save_steps"]} if cfg.get("save_steps") else {}
-    on_cpu = default_device() == "cpu"
     bf16 = use_bf16(cfg["bf16"])
-    args = CrossEncoderTrainingArguments(
+    return CrossEncoderTrainingArguments(
         output_dir=str(out_dir),
         num_train_epochs=stage["epochs"] or 1,
-        max_steps=max_steps or -1,
+        max_steps=int(stage.get("max_steps") or 0) or -1,
         per_device_train_batch_size=cfg["queries_per_batch"],
         gradient_accumulation_steps=cfg["gradient_accumulation_steps"],
         learning_rate=stage["lr"],
@@ -340,13 +323,13 @@ def train_stage(
         lr_scheduler_type=cfg["lr_scheduler"],
         max_grad_norm=cfg["max_grad_norm"] or 0.0,  # 0: no clipping
         bf16=bf16,  # on a CPU with AVX512-BF16/AMX too: autocast to bfloat16
-        use_cpu=on_cpu and bf16,
+        use_cpu=default_device() == "cpu" and bf16,
         seed=cfg["seed"],
         data_seed=cfg["seed"],
         logging_steps=max(1, min(cfg["logging_steps"], total_steps)),
-        eval_strategy=("steps" if every else "epoch") if use_eval else "no",
+        eval_strategy=("steps" if every else "epoch") if evaluate else "no",
         eval_steps=every.get("steps"),
-        save_strategy="steps" if every else "epoch",
+        save_strategy=("steps" if every else "epoch") if checkpoints else "no",
         save_steps=every.get("steps", 500),
         save_total_limit=2,
         load_best_model_at_end=keep_best,
@@ -360,24 +343,61 @@ def train_stage(
         report_to="none",
         disable_tqdm=not cfg["progress_bar"],
     )
+
+
+def train_stage(
+    model,
+    dataset,
+    *,
+    loss_name: str,
+    stage: dict,
+    cfg: dict,
+    out_dir: Path,
+    evaluator=None,
+    resume: bool = True,
+    implementation: str = "library",
+    callbacks: list | None = None,
+    checkpoints: bool = True,
+) -> dict:
+    """One ``CrossEncoderTrainer`` run; returns this stage's metrics. Resumes from ``out_dir``'s last checkpoint.
+
+    ``stage["max_steps"]`` (optimizer steps; the paper's stage 1: 20,000) replaces
+    ``stage["epochs"]`` when set. With an ``evaluator``, the held-out score is logged after
+    every epoch (or every ``save_steps``); ``cfg["selection"] == "heldout"`` keeps the best
+    checkpoint, ``"last"`` the last one. ``cfg["max_grad_norm"]``: null trains without clipping.
+    ``checkpoints=False`` saves none (a short run that is cached whole, or a model that trains on
+    stored passage states, :mod:`rank_distillm.passage_states`): nothing to resume from, and the
+    held-out scores are logged but choose nothing (the last state is kept).
+    """
+    from sentence_transformers.cross_encoder import CrossEncoderTrainer
+
+    from .throughput import StepTimer
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    train_ds = training_columns(dataset)
+    loss = stage_loss(loss_name, model, cfg, stage, implementation)
+    queries_per_step = cfg["queries_per_batch"] * cfg["gradient_accumulation_steps"] * _state().num_processes
+    steps_per_epoch = math.ceil(len(train_ds) / queries_per_step)
+    total_steps = int(stage.get("max_steps") or 0) or steps_per_epoch * stage["epochs"]
+    args = trainer_arguments(cfg, stage, out_dir, model, total_steps, evaluator is not None, checkpoints)
     timer = StepTimer(_pairs(train_ds) / steps_per_epoch)  # the one throughput measurement (rank_distillm.throughput)
-    trainer = CrossEncoderTrainer(
-        model=model, args=args, train_dataset=train_ds, loss=loss, evaluator=evaluator,
-        callbacks=[*(callbacks or []), timer],
-    )
-    checkpoint = _last_checkpoint(out_dir) if resume else None
+    trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=train_ds, loss=loss, evaluator=evaluator,
+                                  callbacks=[*(callbacks or []), timer])
+    checkpoint = _last_checkpoint(out_dir) if resume and checkpoints else None
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=checkpoint)
-    wall = time.perf_counter() - start
-    pairs_per_epoch = _pairs(train_ds)
+    return _stage_metrics(trainer, cfg, stage, loss_name, train_ds, timer, time.perf_counter() - start, checkpoint)
+
+
+def _stage_metrics(trainer, cfg: dict, stage: dict, loss_name: str, train_ds, timer, wall: float, checkpoint) -> dict:
     history = trainer.state.log_history
     return {
         "loss": loss_name,
         "lists": len(train_ds),
-        "pairs_per_epoch": pairs_per_epoch,
+        "pairs_per_epoch": _pairs(train_ds),
         "epochs": stage["epochs"],
-        "max_steps": max_steps or None,
-        "processes": state.num_processes,
+        "max_steps": int(stage.get("max_steps") or 0) or None,
+        "processes": _state().num_processes,
         "steps": trainer.state.global_step,
         "resumed_from": checkpoint,
         "wall_s": round(wall, 1),
@@ -388,7 +408,7 @@ def train_stage(
             for h in history if "eval_heldout_ndcg@10" in h
         ],
         "selection": cfg["selection"],
-        "best_checkpoint": trainer.state.best_model_checkpoint if keep_best else None,
+        "best_checkpoint": trainer.state.best_model_checkpoint if trainer.args.load_best_model_at_end else None,
     }
 
 
@@ -571,62 +591,3 @@ def trained_students(profile: dict, *, train: bool = True, workers: int | None =
         metrics = json.loads((folder / "metrics.json").read_text())
         out.append(Student(s["name"], s["loss"], s["train_year"], s["test_year"], folder / "final", metrics))
     return out
-
-
-# --------------------------------------------------------------------------- CLI
-
-
-def add_train_arguments(parser) -> None:
-    parser.add_argument("--profile", default="cpu", help="smoke | cpu | gpu, a variant (gpu-mini, colab, ...) or the path of a YAML profile")
-    parser.add_argument("--loss", help="stage-2 loss (ranknet, listnet, adr-mse, lambdaloss, ...); default: the profile's students")
-    parser.add_argument("--train-year", help="the year to train on (a key of data.datasets, e.g. dl20)")
-    parser.add_argument("--train-dataset", help="a saved training-list dataset (rank-distillm build-dataset --out) for stage 2")
-    parser.add_argument("--out", help="output folder (default: the profile's cached students)")
-    parser.add_argument("--no-resume", action="store_true", help="start over instead of resuming from checkpoints")
-    parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="profile overrides, e.g. training.stage2.epochs=1")
-    parser.add_argument("--force", action="store_true", help="train into --out even if it holds other files")
-
-
-def _parse_overrides(items: list[str]) -> dict:
-    from .profiles import parse_value
-
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise ValueError(f"--set {item!r}: expected FIELD=VALUE")
-        key, value = item.split("=", 1)
-        out[key] = parse_value(value, what=f"--set {key}")
-    return out
-
-
-def train_command(args) -> int:
-    from .cli import print_json
-    from .outputs import TRAINING_FOLDER, check_target
-    from .profiles import load_profile
-
-    profile = load_profile(args.profile, _parse_overrides(args.set))
-    if args.out:
-        check_target(args.out, TRAINING_FOLDER, force=args.force, inputs=[args.train_dataset])
-    if args.train_dataset and not Path(args.train_dataset).is_dir():
-        raise FileNotFoundError(f"--train-dataset {args.train_dataset}: no such dataset folder (rank-distillm build-dataset --out)")
-    main = _state().is_main_process  # under accelerate launch, one process reports
-    if not (args.loss or args.train_year or args.train_dataset or args.out):
-        for s in trained_students(profile):
-            if main:
-                print_json({"name": s.name, "path": str(s.path), "wall_s": s.metrics.get("wall_s"),
-                            "pairs_per_s": s.metrics.get("pairs_per_s")})
-        return 0
-    train_year = args.train_year or profile["training"]["students"][0]["train_year"]
-    lists = None
-    if args.train_dataset:
-        import datasets
-
-        folder = Path(args.train_dataset)
-        with _state().main_process_first():
-            lists = training_lists(profile, train_year)
-        lists["stage2"] = datasets.load_from_disk(str(folder))
-    result = train_student(profile, loss=args.loss, train_year=train_year, out_dir=args.out, resume=not args.no_resume, lists=lists)
-    if main:
-        print_json({"model_path": str(result.model_path), "processes": result.metrics.get("processes"),
-                    "wall_s": result.metrics.get("wall_s"), "pairs_per_s": result.metrics.get("pairs_per_s")})
-    return 0
