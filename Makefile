@@ -43,7 +43,7 @@ SMOKE := _build/smoke
 # rendered from those executed chapters and opened in headless Chromium.
 test: $(STAMP) $(DATA_STAMP) chromium
 	rm -rf $(SMOKE)
-	NOTEBOOK_OUTPUT_DIR=$(SMOKE)/notebooks $(BIN)/python -m pytest -q
+	NOTEBOOK_OUTPUT_DIR=$(SMOKE)/notebooks $(BIN)/python -m pytest -q --durations=15
 	$(BIN)/python -m tests.smoke_book $(SMOKE)
 	$(BIN)/jupyter-book build $(SMOKE) -W -n --keep-going -q
 	$(BIN)/python -m rank_distillm.book_results $(SMOKE)/_build
