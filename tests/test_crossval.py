@@ -41,18 +41,21 @@ def test_year_folds_partition_the_queries_stratified_by_year():
 
 def test_the_nested_plan_never_trains_or_chooses_on_a_test_query():
     year = _years(43, 54)
-    cv = {"folds": 5, "seed": 42, "inner_queries": 16}
+    cv = {"folds": 5, "seed": 42, "inner_training": 40, "epochs": 2}
     plan = crossval.fold_plan(year, cv)
     assert sorted(q for p in plan for q in p["test"]) == sorted(year)  # every query tested exactly once
     for p in plan:
         test = set(p["test"])
         assert not test & set(p["train"]) and not test & set(p["validate"]) and not test & set(p["inner_train"])
         assert set(p["train"]) == set(year) - test
-        assert len(p["validate"]) == 16 and not set(p["validate"]) & set(p["inner_train"])
+        assert p["inner_train"] == p["train"][:40] and not set(p["validate"]) & set(p["inner_train"])
         assert set(p["validate"]) | set(p["inner_train"]) == set(p["train"])
-        assert 6 <= sum(year[q] == "dl19" for q in p["validate"]) <= 8  # 16 x 43/97 = 7.1
-    with pytest.raises(ValueError, match="inner_queries"):
-        crossval.fold_plan(year, {**cv, "inner_queries": 78})
+        assert 17 <= sum(year[q] == "dl19" for q in p["inner_train"]) <= 19  # 40 x 43/97 = 17.7
+        # the inner student is the data-size curve's point at 40 queries: one job, trained once
+        assert crossval.curve_job(p, cv, 40) == crossval.inner_job(p, cv)
+        assert crossval.curve_job(p, cv, 20)["train"] == sorted(p["train"][:20]) and not crossval.curve_job(p, cv, 20)["validate"]
+    with pytest.raises(ValueError, match="inner_training"):
+        crossval.fold_plan(year, {**cv, "inner_training": 78})
 
 
 def test_choose_epochs_takes_the_best_and_the_fewest_on_ties():
@@ -86,7 +89,7 @@ def test_a_toy_crossval_tests_every_query_once_and_a_rerun_trains_nothing(tmp_pa
     monkeypatch.setenv("RANK_DISTILLM_CACHE", str(tmp_path))
     profile = profiles.load_profile("smoke")
     profile["training"]["max_queries"] = 2  # 2 queries of each year, 400 pairs
-    profile["crossval"].update(folds=2, inner_queries=1, curve=[1], workers=1)
+    profile["crossval"].update(folds=2, inner_training=1, curve=[1], workers=1)
     result = crossval.crossval(profile, progress=False, zero_shot=False)  # the bi-encoder column: chapter 5's smoke run
     assert sorted(result.scores.index) == sorted(q for f in result.folds for q in f)
     assert len(result.scores) == 4 and result.scores.notna().all().all()

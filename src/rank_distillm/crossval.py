@@ -8,9 +8,10 @@ every query with a student that never saw it:
 
 1. the queries split into ``folds`` folds, stratified by year (:func:`year_folds`);
 2. fold *f*'s training queries are the other folds'. The one setting chosen on data, the number
-   of epochs (0 .. ``epochs``; 0 is the untrained student), is chosen on ``inner_queries`` of
-   those training queries (nested): an inner student trains on the rest and re-ranks them after
-   every epoch; the test fold is never read while choosing (:func:`choose_epochs`);
+   of epochs (0 .. ``epochs``; 0 is the untrained student), is chosen inside those training
+   queries (nested): an inner student learns from the first ``inner_training`` of them and
+   re-ranks the others after every epoch; the test fold is never read while choosing
+   (:func:`choose_epochs`);
 3. fold *f*'s student trains on all its training queries for that many epochs (each query's list
    from its own year's teacher run, the recipe of ``training.stage2``: depth, per_list,
    sampling, labels, loss, lr) and re-ranks fold *f*'s first-stage candidates;
@@ -18,7 +19,8 @@ every query with a student that never saw it:
    against its own qrels, compared query by query with the other systems (paired t-tests, Holm).
 
 The data-size curve trains each fold's student on ``n`` of its training queries (``curve``;
-a year-stratified prefix, so a smaller set is part of a larger one) for ``curve_epochs`` epochs.
+a year-stratified prefix, so a smaller set is part of a larger one) for ``epochs`` epochs;
+the inner student is the curve's point at ``inner_training`` queries, trained once for both.
 
 ``frozen_lower`` (the book's): the split student's separate layers stay frozen, their states are
 computed once for every pair (:mod:`rank_distillm.passage_states`, float16), and only the upper
@@ -74,16 +76,34 @@ def year_folds(year: Mapping[str, str], k: int, seed: int) -> list[list[str]]:
 
 def fold_plan(year: Mapping[str, str], cv: Mapping) -> list[dict]:
     """Per outer fold: ``test`` (the fold), ``train`` (the other folds, in stratified order: the data-size
-    curve takes its prefixes), ``validate`` (its first ``inner_queries``: they choose the epochs) and
-    ``inner_train`` (the rest: the inner student learns from them)."""
+    curve takes its prefixes), ``inner_train`` (its first ``inner_training``: the inner student learns
+    from them) and ``validate`` (the rest: they choose the number of epochs)."""
     plan = []
     for f, test in enumerate(year_folds(year, cv["folds"], cv["seed"])):
         held = set(test)
         train = stratified_order({q: y for q, y in year.items() if q not in held}, cv["seed"] + 1 + f)
-        if not 0 < cv["inner_queries"] < len(train):
-            raise ValueError(f"crossval.inner_queries: need 0 < inner_queries < {len(train)} training queries, got {cv['inner_queries']}")
-        plan.append({"test": test, "train": train, "validate": train[: cv["inner_queries"]], "inner_train": train[cv["inner_queries"] :]})
+        n = cv["inner_training"]
+        if not 0 < n < len(train):
+            raise ValueError(f"crossval.inner_training: need 0 < inner_training < {len(train)} training queries, got {n}")
+        plan.append({"test": test, "train": train, "inner_train": train[:n], "validate": train[n:]})
     return plan
+
+
+def inner_job(plan: Mapping, cv: Mapping) -> dict:
+    """The inner student of a fold: ``inner_train`` for ``epochs`` epochs, scored on ``validate`` after each.
+
+    It re-ranks the fold's test queries too: it is also the data-size curve's point at ``inner_training``
+    queries (one job, trained once)."""
+    return {"train": sorted(plan["inner_train"]), "validate": sorted(plan["validate"]), "test": sorted(plan["test"]),
+            "epochs": cv["epochs"]}
+
+
+def curve_job(plan: Mapping, cv: Mapping, n: int) -> dict:
+    """The fold's student on its first ``n`` training queries (0: all of them), re-ranking the test fold."""
+    if n == cv["inner_training"]:
+        return inner_job(plan, cv)
+    return {"train": sorted(plan["train"][:n] if n else plan["train"]), "validate": [], "test": sorted(plan["test"]),
+            "epochs": cv["epochs"]}
 
 
 def choose_epochs(scores: Sequence[float]) -> int:
@@ -319,8 +339,7 @@ def crossval(profile: dict, systems: Mapping[str, Mapping[str, str]] | None = No
 
     # 1. nested: the number of epochs, chosen on each fold's own training queries
     plan = fold_plan(pool.year, cv)
-    inner_jobs = [{"train": sorted(p["inner_train"]), "validate": sorted(p["validate"]), "test": [], "epochs": cv["epochs"]}
-                  for p in plan]
+    inner_jobs = [inner_job(p, cv) for p in plan]
     inner = run_jobs([(profile, j) for j in inner_jobs], cv["workers"], "inner students")
     chosen = [choose_epochs(r["inner"]) for r in inner]
 
@@ -328,8 +347,7 @@ def crossval(profile: dict, systems: Mapping[str, Mapping[str, str]] | None = No
     folds = [p["test"] for p in plan]
     final_jobs = [{"train": sorted(p["train"]), "validate": [], "test": sorted(p["test"]), "epochs": e} for p, e in zip(plan, chosen)]
     sizes = [n for n in cv["curve"] if n < min(len(p["train"]) for p in plan)]
-    curve_jobs = [{"train": sorted(p["train"][:n] if n else p["train"]), "validate": [], "test": sorted(p["test"]),
-                   "epochs": cv["curve_epochs"]} for n in [*sizes, 0] for p in plan]
+    curve_jobs = [curve_job(p, cv, n) for n in [*sizes, 0] for p in plan]
     untrained_jobs = [{"train": [], "validate": [], "test": sorted(folds[f]), "epochs": 0} for f in range(len(folds))]
     results = run_jobs([(profile, j) for j in final_jobs + curve_jobs + untrained_jobs], cv["workers"], "fold students")
     final, curve_res, untrained = (results[: len(folds)], results[len(folds) : -len(folds)], results[-len(folds) :])
@@ -399,9 +417,9 @@ def _llm_runs(profile: dict) -> dict[str, dict[str, str]]:
 def fold_ablation(profile: dict, variants: Sequence[Mapping], fold: int = 0, queries: int | None = None) -> "pandas.DataFrame":  # noqa: F821
     """Students of one fold that differ only in ``variants`` (``{"loss": ..., "implementation": ...}``), same seed.
 
-    Each trains on ``queries`` of fold ``fold``'s training queries (default: the data-size curve's
-    largest subset, so the profile's own loss is that curve point's student) for
-    ``crossval.curve_epochs`` epochs and re-ranks the fold's test queries. One row per variant: ``loss``, ``implementation``, ``nDCG@10`` (the test
+    Each trains on ``queries`` of fold ``fold``'s training queries (default: ``inner_training``, so
+    that the profile's own loss is that fold's inner student) for ``crossval.epochs`` epochs
+    and re-ranks the fold's test queries. One row per variant: ``loss``, ``implementation``, ``nDCG@10`` (the test
     queries' mean), ``train_loss`` (the logged curve: ``[{step, loss}]``), wall time and pairs/s.
     """
     import copy
@@ -410,9 +428,7 @@ def fold_ablation(profile: dict, variants: Sequence[Mapping], fold: int = 0, que
 
     pool = load_pool(profile)
     p = fold_plan(pool.year, profile["crossval"])[fold]
-    sizes = [n for n in profile["crossval"]["curve"] if n < len(p["train"])]
-    n = queries or (max(sizes) if sizes else len(p["train"]))
-    job = {"train": sorted(p["train"][:n]), "validate": [], "test": sorted(p["test"]), "epochs": profile["crossval"]["curve_epochs"]}
+    job = curve_job(p, profile["crossval"], queries or profile["crossval"]["inner_training"])
     items = []
     for v in variants:
         varied = copy.deepcopy(profile)
