@@ -120,15 +120,18 @@ def test_gpu_mini_trains_once_reranks_and_is_evaluated_on_both_years_and_first_s
 def _two_cpu_processes(tmp_path: Path) -> None:
     """Skip (saying why) where accelerate cannot start two CPU processes that meet over gloo."""
     probe = tmp_path / "probe.py"
-    probe.write_text("import torch\nfrom accelerate import PartialState\n"
-                     "s = PartialState(cpu=not torch.cuda.is_available())\nprint('processes', s.num_processes)\n")
+    # each rank writes its own file: two ranks printing at once interleave their lines on stdout
+    probe.write_text("import sys, torch\nfrom pathlib import Path\nfrom accelerate import PartialState\n"
+                     "s = PartialState(cpu=not torch.cuda.is_available())\n"
+                     "Path(sys.argv[1], f'rank{s.process_index}').write_text(str(s.num_processes))\n")
     try:
         done = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-                               str(probe)], env=_env(tmp_path), capture_output=True, text=True, timeout=120)
+                               str(probe), str(tmp_path)], env=_env(tmp_path), capture_output=True, text=True, timeout=120)
     except (OSError, subprocess.TimeoutExpired) as error:
         pytest.skip(f"accelerate could not start two CPU processes: {error}")
-    if done.stdout.count("processes 2") != 2:
-        pytest.skip(f"accelerate could not start two CPU processes over gloo: {(done.stdout + done.stderr)[-400:]}")
+    ranks = sorted(p.read_text() for p in tmp_path.glob("rank[0-9]*"))
+    if ranks != ["2", "2"]:
+        pytest.skip(f"accelerate could not start two CPU processes over gloo (ranks: {ranks}): {(done.stdout + done.stderr)[-400:]}")
 
 
 @pytest.mark.slow
