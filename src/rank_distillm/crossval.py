@@ -348,9 +348,9 @@ def crossval(profile: dict, systems: Mapping[str, Mapping[str, str]] | None = No
     final_jobs = [{"train": sorted(p["train"]), "validate": [], "test": sorted(p["test"]), "epochs": e} for p, e in zip(plan, chosen)]
     sizes = [n for n in cv["curve"] if n < min(len(p["train"]) for p in plan)]
     curve_jobs = [curve_job(p, cv, n) for n in [*sizes, 0] for p in plan]
-    untrained_jobs = [{"train": [], "validate": [], "test": sorted(folds[f]), "epochs": 0} for f in range(len(folds))]
+    untrained_jobs = [{"train": [], "validate": [], "test": sorted(pool.candidates), "epochs": 0}]  # no fold to keep apart
     results = run_jobs([(profile, j) for j in final_jobs + curve_jobs + untrained_jobs], cv["workers"], "fold students")
-    final, curve_res, untrained = (results[: len(folds)], results[len(folds) : -len(folds)], results[-len(folds) :])
+    final, curve_res, untrained = results[: len(folds)], results[len(folds) : -1], results[-1:]
 
     def pooled(parts: list[dict]) -> dict[str, float]:
         run = {q: r for p in parts for q, r in p["run"].items()}
@@ -429,12 +429,14 @@ def fold_ablation(profile: dict, variants: Sequence[Mapping], fold: int = 0, que
     pool = load_pool(profile)
     p = fold_plan(pool.year, profile["crossval"])[fold]
     job = curve_job(p, profile["crossval"], queries or profile["crossval"]["inner_training"])
+    t = profile["training"]
     items = []
     for v in variants:
         varied = copy.deepcopy(profile)
         varied["training"]["stage2"]["loss"] = v["loss"]
         varied["training"]["implementation"] = v["implementation"]
-        items.append((varied, job))
+        own = v["loss"] == t["stage2"]["loss"] and v["implementation"] == t["implementation"]
+        items.append((varied, job if own else {**job, "validate": []}))  # the profile's own: that fold's inner student
     results = run_jobs(items, profile["crossval"]["workers"], "loss variants")
     rows = []
     for v, r in zip(variants, results):
