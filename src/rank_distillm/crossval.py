@@ -160,24 +160,19 @@ def load_pool(profile: dict) -> Pool:
     return _POOLS[key]
 
 
-def fold_lists(profile: dict, pool: Pool, qids: Sequence[str], seed: int):
+def fold_lists(profile: dict, pool: Pool, qids: Sequence[str]):
     """The stage-2 training lists of ``qids``: each query's from its own year's teacher (``training.stage2``)."""
     import datasets
 
-    s2 = profile["training"]["stage2"]
+    from . import sampling
+
+    options = training.list_options(profile["training"])
     parts = []
     for y in pool.datasets:
         own = [pool.candidates[q] for q in qids if pool.year[q] == y]
         if own:
-            parts.append(sampling_lists(pool.teacher[y], own, s2, seed))
+            parts.append(sampling.distillation_lists(pool.teacher[y], own, **options))
     return datasets.concatenate_datasets(parts)
-
-
-def sampling_lists(teacher: Path, candidates: list, s2: dict, seed: int):
-    from . import sampling
-
-    return sampling.distillation_lists(teacher, candidates, depth=s2["depth"], per_list=s2["per_list"],
-                                       sampling=s2["sampling"], labels=s2["labels"], seed=seed, cut=s2["cut"])
 
 
 # --------------------------------------------------------------------------- one student: a job
@@ -214,22 +209,19 @@ def precompute_states(profile: dict, pool: Pool, progress: bool = True) -> dict:
 
 
 def _model(profile: dict):
-    """``(student, model to train)``: with ``frozen_lower``, the model runs on the stored states."""
+    """A fresh student to train; with ``frozen_lower``, one that runs on the stored states."""
     student = training.new_model(profile["training"])
     if not profile["crossval"]["frozen_lower"]:
-        return student, student
+        return student
     from .passage_states import StateStore, precomputed_student
 
-    store = StateStore.load(_states_dir(profile), fingerprint=None)
-    return student, precomputed_student(student, store)
+    return precomputed_student(student, StateStore.load(_states_dir(profile), fingerprint=None))
 
 
-def job_key(profile: dict, job: dict) -> str:
-    t = {k: v for k, v in profile["training"].items() if k not in ("students", "progress_bar", "eval_batch_size", "student_workers")}
-    d = profile["data"]
-    key = {"training": t, "frozen_lower": profile["crossval"]["frozen_lower"], "job": job,
-           "data": {"datasets": d["datasets"], "first_stage": d["first_stage"], "depth": d["depth"]}}
-    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+def _job_path(profile: dict, job: dict) -> Path:
+    """Where a job's result is cached: keyed as a trained student is (:func:`rank_distillm.training.student_dir`)."""
+    key = training._config_hash(profile, {"crossval_job": job, "frozen_lower": profile["crossval"]["frozen_lower"]})
+    return data.cache_dir() / "crossval" / f"{key}.json"
 
 
 def run_job(profile: dict, job: dict, threads: int | None = None) -> dict:
@@ -239,7 +231,7 @@ def run_job(profile: dict, job: dict, threads: int | None = None) -> dict:
     (``inner``: their pooled nDCG@10, index = epochs). Returns (and caches) ``{"run", "inner",
     "train_queries", "epochs", "lists", "pairs_per_epoch", "wall_s", "pairs_per_s", "train_loss"}``.
     """
-    path = data.cache_dir() / "crossval" / f"{job_key(profile, job)}.json"
+    path = _job_path(profile, job)
     if path.is_file():
         return json.loads(path.read_text())
     if threads:
@@ -248,7 +240,7 @@ def run_job(profile: dict, job: dict, threads: int | None = None) -> dict:
         torch.set_num_threads(threads)
     t = profile["training"]
     pool = load_pool(profile)
-    student, model = _model(profile)
+    model = _model(profile)
     batch = t["eval_batch_size"]
 
     def mean_ndcg(m, qids) -> float:
@@ -263,7 +255,7 @@ def run_job(profile: dict, job: dict, threads: int | None = None) -> dict:
         evaluator = training._heldout_evaluator(pool.of(job["validate"]), "", depth=profile["data"]["depth"], batch_size=batch,
                                                 score=lambda run: sum(pool.ndcg10(run).values()) / len(run))
     if job["epochs"] > 0:
-        lists = fold_lists(profile, pool, job["train"], t["seed"])
+        lists = fold_lists(profile, pool, job["train"])
         stage = dict(t["stage2"], epochs=job["epochs"], max_steps=None)
         with tempfile.TemporaryDirectory() as tmp:
             m = training.train_stage(model, lists, loss_name=t["stage2"]["loss"], stage=stage, cfg=t, out_dir=Path(tmp),
@@ -276,15 +268,11 @@ def run_job(profile: dict, job: dict, threads: int | None = None) -> dict:
     return result
 
 
-def _cached(profile: dict, job: dict) -> bool:
-    return (data.cache_dir() / "crossval" / f"{job_key(profile, job)}.json").is_file()
-
-
 def run_jobs(items: list[tuple[dict, dict]], workers: int, desc: str) -> list[dict]:
     """:func:`run_job` for every ``(profile, job)``, ``workers`` at a time (one process each, spawn)."""
     from tqdm.auto import tqdm
 
-    todo = list({job_key(p, j): (p, j) for p, j in items if not _cached(p, j)}.values())
+    todo = list({_job_path(p, j): (p, j) for p, j in items if not _job_path(p, j).is_file()}.values())
     for p in {_states_dir(p): p for p, _ in todo if p["crossval"]["frozen_lower"]}.values():
         precompute_states(p, load_pool(p))  # once, before the students that read them
     workers = min(int(workers or 1), len(todo) or 1)
@@ -345,7 +333,7 @@ def crossval(profile: dict, systems: Mapping[str, Mapping[str, str]] | None = No
 
     # 2. each fold's student with its chosen epochs, and the data-size curve's students
     folds = [p["test"] for p in plan]
-    final_jobs = [{"train": sorted(p["train"]), "validate": [], "test": sorted(p["test"]), "epochs": e} for p, e in zip(plan, chosen)]
+    final_jobs = [{**curve_job(p, cv, 0), "epochs": e} for p, e in zip(plan, chosen)]
     sizes = [n for n in cv["curve"] if n < min(len(p["train"]) for p in plan)]
     curve_jobs = [curve_job(p, cv, n) for n in [*sizes, 0] for p in plan]
     untrained_jobs = [{"train": [], "validate": [], "test": sorted(pool.candidates), "epochs": 0}]  # no fold to keep apart
@@ -357,12 +345,12 @@ def crossval(profile: dict, systems: Mapping[str, Mapping[str, str]] | None = No
         return pool.ndcg10(run)
 
     columns = {STUDENT: pooled(final), UNTRAINED: pooled(untrained)}
-    bi_run = {}
-    for y in pool.datasets if zero_shot else ():  # cached per year: chapter 06 re-ranks the same candidates with the same model
-        own = [c for q, c in pool.candidates.items() if pool.year[q] == y]
-        bi_run.update(evaluation.rerank_cached(profile["evaluation"]["zero_shot_model"], own, bi_encoder=True,
-                                               batch_size=t["eval_batch_size"], show_progress_bar=progress))
     if zero_shot:
+        bi_run = {}
+        for y in pool.datasets:  # cached per year: chapter 06 re-ranks the same candidates with the same model
+            own = [c for q, c in pool.candidates.items() if pool.year[q] == y]
+            bi_run.update(evaluation.rerank_cached(profile["evaluation"]["zero_shot_model"], own, bi_encoder=True,
+                                                   batch_size=t["eval_batch_size"], show_progress_bar=progress))
         columns[BIENCODER] = pool.ndcg10(bi_run)
     systems = systems if systems is not None else {BM25: profile["data"]["first_stage"], **_llm_runs(profile)}
     for name, by_year in systems.items():
@@ -378,9 +366,10 @@ def crossval(profile: dict, systems: Mapping[str, Mapping[str, str]] | None = No
     rows = []
     for i in range(len(sizes) + 1):  # the curve's points: each size, then all training queries
         chunk = curve_res[i * len(folds) : (i + 1) * len(folds)]
-        mean, low, high = mean_ci(list(pooled(chunk).values()))
+        values = list(pooled(chunk).values())
+        mean, low, high = mean_ci(values)
         rows.append({"training queries": round(sum(r["train_queries"] for r in chunk) / len(chunk), 1),
-                     "nDCG@10": mean, "ci_low": low, "ci_high": high, "tested queries": len(pooled(chunk))})
+                     "nDCG@10": mean, "ci_low": low, "ci_high": high, "tested queries": len(values)})
     curve = pd.DataFrame(rows)
     choices = pd.DataFrame([
         {"fold": f, "test queries": len(folds[f]), **{f"{y} test": sum(pool.year[q] == y for q in folds[f]) for y in pool.datasets},
@@ -392,7 +381,7 @@ def crossval(profile: dict, systems: Mapping[str, Mapping[str, str]] | None = No
     rows, seen = [], {}
     for kind, jobs_, results_ in (("inner", inner_jobs, inner), ("final", final_jobs, final), ("curve", curve_jobs, curve_res)):
         for i, (j, r) in enumerate(zip(jobs_, results_)):
-            key = job_key(profile, j)
+            key = _job_path(profile, j)
             if r["epochs"] == 0:
                 continue
             if key in seen:

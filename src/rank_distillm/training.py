@@ -141,6 +141,13 @@ def _candidates(profile: dict, year: str) -> list:
     )
 
 
+def list_options(cfg: dict) -> dict:
+    """The stage-2 list options of the training profile ``cfg`` for :func:`rank_distillm.sampling.distillation_lists`."""
+    s2 = cfg["stage2"]
+    return dict(depth=s2["depth"], per_list=s2["per_list"], sampling=s2["sampling"], labels=s2["labels"],
+                seed=cfg["seed"], cut=s2["cut"])
+
+
 def training_lists(profile: dict, train_year: str) -> dict:
     """The stage-1 and stage-2 lists of ``train_year`` and its held-out candidates.
 
@@ -180,8 +187,7 @@ def training_lists(profile: dict, train_year: str) -> dict:
     elif s1_runs and s1["source"] == "triples":  # MS MARCO training triples: (query, positive, negative)
         stage1 = sampling.triples_lists(data.resolve_path(s1["triples"]))
 
-    options = dict(depth=s2["depth"], per_list=s2["per_list"], sampling=s2["sampling"], labels=s2["labels"],
-                   seed=cfg["seed"], cut=s2["cut"])
+    options = list_options(cfg)
     if s2["source"] == "teacher":
         spec = s2["teacher"].get(train_year)
         if spec is None:
