@@ -32,7 +32,7 @@ $(STAMP): pyproject.toml
 data: $(DATA_STAMP)
 
 # Finds the data folder (RANK_DISTILLM_DATA, ../shared/data) or builds it from the data's public
-# sources (15 raw files, 11 MB, sha256-checked) into RANK_DISTILLM_CACHE/data; then loads DL19/DL20.
+# sources (39 raw files, 35 MB, sha256-checked) into RANK_DISTILLM_CACHE/data; then loads DL19/DL20.
 $(DATA_STAMP): $(STAMP)
 	$(BIN)/rank-distillm data --check
 	touch $@

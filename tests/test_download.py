@@ -105,9 +105,13 @@ def no_data_near(*starts: Path) -> None:
 # --------------------------------------------------------------------------- the download
 
 
-def test_sources_file_lists_fifteen_pinned_files():
+def test_sources_file_lists_the_mirrors_39_pinned_files(mirror):
     listed = sources.sources()
-    assert len(listed) == 15 and len({s.key for s in listed}) == 15
+    assert len(listed) == 39 and len({s.key for s in listed}) == 39
+    # the same rows as the mirror's own list (owner/repo, commit, path, size, sha256)
+    mirrored = json.loads((mirror / "SOURCES.json").read_text(encoding="utf-8"))
+    assert {(s.repo, s.commit, s.path, s.bytes, s.sha256) for s in listed} == {
+        (m["repo"], m["commit"], m["path"], m["bytes"], m["sha256"]) for m in mirrored}
     assert {s.repo for s in listed} == {"castorini/anserini-tools", "castorini/rank_llm", "naver/splade"}
     assert all(len(s.commit) == 40 and len(s.sha256) == 64 and s.bytes > 0 for s in listed)
     assert {s.convert for s in listed} <= set(sources.CONVERTERS)
@@ -133,7 +137,7 @@ def test_download_over_http_equals_the_data_folder(server, data_dir, tmp_path):
                env=env_for(tmp_path / "cache", RANK_DISTILLM_SOURCES_URL=server), cwd=tmp_path)
     seconds = time.perf_counter() - t0
     assert done.returncode == 0, done.stderr
-    assert f"from {server}: 15 raw files fetched, 0 reused" in done.stdout
+    assert f"from {server}: {len(sources.sources())} raw files fetched, 0 reused" in done.stdout
     built, reference = files_of(tmp_path / "d"), files_of(data_dir)
     assert sorted(built) == sorted(reference)
     assert [name for name in built if built[name] != reference[name]] == []
@@ -183,19 +187,19 @@ def test_a_download_killed_half_way_resumes_to_the_same_folder(server, data_dir,
     os.kill(proc.pid, signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL
     kept = len(verified())
-    assert 3 <= kept <= 15
-    print(f"killed with {kept} of 15 raw files verified")
+    assert 3 <= kept <= len(sources.sources())
+    print(f"killed with {kept} of {len(sources.sources())} raw files verified")
     assert not out.exists(), "a killed download left a folder at --out"
     done = cli("data", "download", "--out", str(out), "--base-url", server, "--no-progress", env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert f"{15 - kept} raw files fetched, {kept} reused" in done.stdout
+    assert f"{len(sources.sources()) - kept} raw files fetched, {kept} reused" in done.stdout
     assert files_of(out) == files_of(data_dir)
     assert not list(tmp_path.glob(".d.*")), "the killed run's temporary folder was not cleaned up"
 
 
 def test_file_urls_and_an_existing_folder(mirror, tmp_path, user_cache):
     built = sources.download(tmp_path / "d", mirror.as_uri(), progress=False)
-    assert (built.fetched, built.reused) == (15, 0) and sources.is_built(tmp_path / "d")
+    assert (built.fetched, built.reused) == (len(sources.sources()), 0) and sources.is_built(tmp_path / "d")
     again = sources.download(tmp_path / "d", mirror.as_uri(), progress=False)
     assert again.existed and again.fetched == 0
     (tmp_path / "other").mkdir()

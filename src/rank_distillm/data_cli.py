@@ -15,7 +15,7 @@ def add_data_arguments(parser) -> None:
     sub = parser.add_subparsers(dest="data_action", metavar="ACTION")
     download = sub.add_parser(
         "download", help="build a data folder from the data's public sources (fetched, verified, converted)",
-        description="Fetch the 15 raw files the data folder is made from (GitHub, pinned commits), check each "
+        description="Fetch the 39 raw files the data folder is made from (GitHub, pinned commits), check each "
                     "file's size and sha256, convert them and move the finished folder to --out.")
     download.add_argument("--out", required=True, help="the data folder to create (must not exist yet)")
     download.add_argument("--base-url", default=None,

@@ -1,9 +1,9 @@
 """The data's public sources: fetched, verified and converted into the data folder.
 
-Every file of the data folder is converted from 15 raw files in three public GitHub
+Every file of the data folder is converted from 39 raw files in three public GitHub
 repositories at pinned commits: ``castorini/anserini-tools`` (TREC DL topics and qrels),
-``castorini/rank_llm`` (BM25 top-100 with passage texts, RankVicuna and RankGPT runs, one
-prompt log) and ``naver/splade`` (100 MS MARCO training triples). ``sources.json``, beside
+``castorini/rank_llm`` (the top-100 of five first stages with passage texts, RankVicuna over
+each of them, RankGPT over BM25, one prompt log) and ``naver/splade`` (100 MS MARCO training triples). ``sources.json``, beside
 this module, lists them with their sizes and sha256 checksums, the rule that converts each,
 and the checksums of the converted files. :func:`download` does the whole job::
 
@@ -17,7 +17,8 @@ and the checksums of the converted files. :func:`download` does the whole job::
    after an interruption resumes from the files it already has.
 2. **Convert** (rules in :data:`CONVERTERS`): topics and qrels are copied where
    ``ir_datasets`` looks for ``msmarco-passage/trec-dl-20XX/judged`` (the DL20 topics
-   gzipped); the passage texts of both BM25 hit lists become ``collection.tsv``, repaired as
+   gzipped); the passage texts of all ten hit lists (five first stages, two years) become
+   ``collection.tsv`` (the first occurrence of a docid wins), repaired as
    ``ir_datasets`` repairs MS MARCO (:func:`rank_distillm.sampling.fix_msmarco_encoding`);
    run files are re-tagged with their names; the DL20 window log is rebuilt by replaying the
    raw prompts and responses through the teacher's own sliding-window loop, which must
@@ -356,7 +357,8 @@ def manifest() -> str:
 README = """# Data for the Rank-DistiLLM book
 
 TREC Deep Learning 2019/2020 (queries, NIST's graded judgements, the MS MARCO passages of
-the BM25 top-100), TREC runs (Pyserini BM25, RankVicuna-7B, RankGPT with gpt-3.5-turbo) and
+the top-100s of five first stages), TREC runs (Pyserini's BM25, BM25+RM3, TAS-B, OpenAI
+ada-002 and SPLADE++ ED; RankVicuna-7B over each; RankGPT with gpt-3.5-turbo over BM25) and
 RankVicuna's DL20 window-by-window prompt log, converted from public files of
 castorini/anserini-tools, castorini/rank_llm and naver/splade at pinned commits
 (`MANIFEST.txt`: every source, its checksum and licence terms).
