@@ -116,7 +116,15 @@ def data_dir(required: bool = True) -> Path | None:
 
 def cache_dir() -> Path:
     """A writable folder for the project's caches (``RANK_DISTILLM_CACHE`` or ``~/.cache``)."""
-    path = Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "rank_distillm")).expanduser()
+    value = os.environ.get(CACHE_ENV)
+    if value is not None and not value.strip():
+        raise DataError(f"{CACHE_ENV} is set but empty: unset it (the default is ~/.cache/rank_distillm) "
+                        f"or give the folder for the caches")
+    path = Path(value or Path.home() / ".cache" / "rank_distillm").expanduser()
+    blocker = next((p for p in (path, *path.parents) if os.path.lexists(p)), None)
+    if blocker is not None and not blocker.is_dir():
+        raise DataError(f"{CACHE_ENV}: {blocker} is not a folder" + (f" (the cache {path} lies below it)" if blocker != path else "")
+                        + f"; set {CACHE_ENV} to a folder")
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -187,6 +195,38 @@ def available_runs(specs: dict[str, str]) -> dict[str, str]:
     if data_dir(required=False) is not None:
         return dict(specs)
     return {name: spec for name, spec in specs.items() if "{data}" not in str(spec)}
+
+
+def _file_kind(mode: int) -> str:
+    import stat
+
+    return ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
+
+
+def input_file(path: str | os.PathLike, what: str = "file") -> Path:
+    """``path`` when it is a regular file that can be opened for reading, else a one-line :class:`DataError`.
+
+    Says which: not found, a symlink loop, a folder, or a FIFO, socket or device (which
+    would block a reader, or never end), so that no reader opens such a thing.
+    """
+    import errno
+    import stat
+
+    path = Path(path)
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise DataError(f"{what} {path}: a loop of symbolic links; point it at a real file") from None
+        if error.errno in (errno.ENOENT, errno.ENOTDIR):
+            raise DataError(f"{what} not found: {path}") from None
+        raise DataError(f"{what} {path}: {error.strerror}") from None
+    if stat.S_ISDIR(mode):
+        raise DataError(f"{path} is a folder, not a {what}")
+    if not stat.S_ISREG(mode):
+        raise DataError(f"{what} {path} is {_file_kind(mode)}, not a regular file; give a file")
+    return path
 
 
 def resolve_path(spec: str | os.PathLike) -> Path:
@@ -310,9 +350,7 @@ def read_run(spec: str | os.PathLike) -> Run:
         spec = fetch_github(str(spec))
     if str(spec).startswith("irds:"):
         return _read_scoreddocs(str(spec)[len("irds:"):])
-    path = resolve_path(spec)
-    if not path.is_file():
-        raise DataError(f"run file not found: {path}" if not path.is_dir() else f"{path} is a folder, not a run file")
+    path = input_file(resolve_path(spec), "run file")
     rows: dict[str, list[tuple[float, int, str]]] = {}
     run = Run(source=str(path))
     with open(path, "rb") as f:

@@ -107,6 +107,21 @@ def ranking_explorer(
     return RankingExplorer({"years": years, "top": top, "relevant_grade": relevant_grade})
 
 
+# Characters that could end or change the <script> element that holds the data, or end a
+# JavaScript string in old engines: written as JSON escapes, which JSON.parse reads back as they were.
+_SCRIPT_SAFE = {ord("<"): "\\u003c", ord(">"): "\\u003e", ord("&"): "\\u0026", 0x2028: "\\u2028", 0x2029: "\\u2029"}
+
+
+def embedded_json(data) -> str:
+    """``data`` as JSON text that is safe inside ``<script type="application/json">``.
+
+    ``<``, ``>``, ``&``, U+2028 and U+2029 are written as ``\\u003c``-style escapes (valid
+    JSON, which ``JSON.parse`` turns back into the same characters), so no passage, query
+    or id (``</script>``, ``<!--``, ...) can end the element or change how it is parsed.
+    """
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).translate(_SCRIPT_SAFE)
+
+
 @dataclass
 class RankingExplorer:
     """The explorer as HTML; displays itself in a notebook (``_repr_html_``) and can be glued."""
@@ -120,8 +135,7 @@ class RankingExplorer:
 
     @property
     def html(self) -> str:
-        payload = json.dumps(self.data, ensure_ascii=False, separators=(",", ":"))
-        payload = payload.replace("</", "<\\/").replace("<!--", "<\\!--")  # safe inside <script>
+        payload = embedded_json(self.data)
         count = sum(len(y["queries"]) for y in self.data["years"])
         return (
             f'<div class="rdx" id="{self.element_id}">'
@@ -216,8 +230,8 @@ _JS = r"""
     select.appendChild(group);
   });
   function highlight(doc, on) {
-    root.querySelectorAll('li[data-doc="' + doc + '"]').forEach(function (li) {
-      li.classList.toggle("rdx-hl", on);
+    root.querySelectorAll("li[data-doc]").forEach(function (li) {  // compared, never put in a selector
+      if (li.getAttribute("data-doc") === doc) { li.classList.toggle("rdx-hl", on); }
     });
   }
   function describe(relevant, depth) {

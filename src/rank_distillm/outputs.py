@@ -36,12 +36,13 @@ import os
 import re
 import secrets
 import shutil
+import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from .data import DataError
+from .data import DataError, _file_kind
 
 # --------------------------------------------------------------------------- modes and names
 
@@ -193,7 +194,17 @@ def check_target(
     path = Path(path).expanduser()
     if not raw.strip():
         raise DataError(f"{option} is empty: give the path to write")
-    resolved = path.resolve()
+    bad = next((c for c in raw if ord(c) < 32 or c == "\x7f"), None)
+    if bad is not None:
+        raise DataError(f"{option} {raw!r} holds a control character ({bad!r}): give a plain path")
+    try:
+        resolved = path.resolve()
+        status = os.stat(path) if os.path.lexists(path) else None
+    except (OSError, RuntimeError):  # a loop of symbolic links (RuntimeError before Python 3.13)
+        raise DataError(f"{option} {raw}: a loop of symbolic links; give a real path") from None
+    if status is not None and not (stat.S_ISREG(status.st_mode) or stat.S_ISDIR(status.st_mode)):
+        raise DataError(f"{option} {raw} is {_file_kind(status.st_mode)}, not a file or folder that can be "
+                        f"replaced; give another path")
     for given in inputs:
         if given is None or str(given).startswith(("irds:", "hf://")):
             continue

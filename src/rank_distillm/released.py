@@ -167,39 +167,85 @@ def git_blob_id(content: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
 
 
+GITHUB_MAX_BYTES = 256 * 2**20  # no run file of a spec is larger; a body beyond this is refused
+_NAME_OK = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+
+
+def _hex40(text: str) -> bool:
+    return len(text) == 40 and all(c in "0123456789abcdef" for c in text.lower())
+
+
+def github_target(spec: str) -> tuple[Path, str, str]:
+    """``(file in the cache, OWNER/REPO/COMMIT/PATH, blob id)`` of a ``github:`` spec, or a DataError.
+
+    The spec is a security boundary (a shared profile may hold one): OWNER and REPO are
+    GitHub names, COMMIT and BLOB 40 hex digits, PATH relative segments without ``.``,
+    ``..``, empty parts, backslashes or control characters, and the resolved file must lie
+    under ``$RANK_DISTILLM_CACHE/github``.
+    """
+    from .data import cache_dir
+
+    body, hash_sign, blob = spec[len("github:"):].partition("#")
+    parts = body.split("/")
+    form = f"run spec {spec!r}: expected github:OWNER/REPO/COMMIT/PATH#BLOB"
+    if len(parts) < 4 or not hash_sign:
+        raise DataError(form)
+    owner, repo, commit, path = parts[0], parts[1], parts[2], parts[3:]
+    for label, name in (("OWNER", owner), ("REPO", repo)):
+        if not name or not set(name) <= _NAME_OK or name in (".", ".."):
+            raise DataError(f"{form}; {label} {name!r} is not a GitHub name")
+    if not _hex40(commit):
+        raise DataError(f"{form}; COMMIT {commit!r} must be a full commit id (40 hex digits)")
+    if not _hex40(blob):
+        raise DataError(f"{form}; BLOB {blob!r} must be a git blob id (40 hex digits, git ls-tree)")
+    for segment in path:
+        if segment in ("", ".", "..") or "\\" in segment or any(ord(c) < 32 or c == "\x7f" for c in segment):
+            raise DataError(f"{form}; PATH segment {segment!r} is not allowed (no empty, '.' or '..' parts, "
+                            f"no backslashes or control characters)")
+    root = (cache_dir() / "github").resolve()
+    target = (root / body).resolve()
+    if root not in target.parents:
+        raise DataError(f"run spec {spec!r}: the file would lie outside the cache ({root}); refused")
+    return target, body, blob.lower()
+
+
+def _blob_of_file(path: Path) -> str:
+    digest = hashlib.sha1(b"blob %d\0" % path.stat().st_size)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def fetch_github(spec: str) -> Path:
     """``github:OWNER/REPO/COMMIT/PATH#BLOB``: the file at that commit, downloaded once into the cache.
 
-    The content must have git blob id ``BLOB`` (what ``git ls-tree`` lists), else nothing is
-    kept and a :class:`DataError` names the file. The base URL is
-    ``https://raw.githubusercontent.com`` or ``$RANK_DISTILLM_GITHUB_RAW`` (a mirror, ``file://`` too).
+    The spec is checked first (:func:`github_target`: the file stays under the cache). A
+    cached copy is used only when its git blob id is ``BLOB`` (what ``git ls-tree`` lists);
+    else it is fetched again, through the bounded downloader
+    (:func:`rank_distillm.downloads.fetch_to`: timeout, deadline, at most
+    :data:`GITHUB_MAX_BYTES`), and kept only when its blob id matches, else nothing is kept
+    and a :class:`DataError` names the file. ``RANK_DISTILLM_OFFLINE=1`` forbids the fetch.
+    The base URL is ``https://raw.githubusercontent.com`` or ``$RANK_DISTILLM_GITHUB_RAW``
+    (a mirror, ``file://`` too).
     """
-    import tempfile
-    import urllib.request
+    from .downloads import ChecksumMismatch, fetch_to
+    from .sources import download_forbidden
 
-    from .data import cache_dir
-
-    body, _, blob = spec[len("github:"):].partition("#")
-    parts = body.split("/", 3)
-    if len(parts) != 4 or not blob:
-        raise DataError(f"run spec {spec!r}: expected github:OWNER/REPO/COMMIT/PATH#BLOB")
-    target = cache_dir() / "github" / body
-    if target.is_file():
+    target, body, blob = github_target(spec)
+    if target.is_file() and _blob_of_file(target) == blob:
         return target
+    reason = download_forbidden()
+    if reason is not None:
+        raise DataError(f"run spec {spec!r} is not in the cache ({target}) and {reason}")
     url = f"{os.environ.get(GITHUB_RAW_ENV, 'https://raw.githubusercontent.com').rstrip('/')}/{body}"
-    try:
-        with urllib.request.urlopen(url) as response:
-            content = response.read()
-    except OSError as error:
-        raise DataError(f"run spec {spec!r}: could not download {url}: {error}") from error
-    if git_blob_id(content) != blob:
-        raise DataError(f"{url}: checksum mismatch (git blob {git_blob_id(content)}, expected {blob}); nothing was kept")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
-        f.write(content)
-    os.replace(tmp, target)
-    return target
+
+    def check(part: Path) -> None:
+        got = _blob_of_file(part)
+        if got != blob:
+            raise ChecksumMismatch(f"{url}: checksum mismatch (git blob {got}, expected {blob}); nothing was kept")
+
+    return fetch_to(url, target, max_bytes=GITHUB_MAX_BYTES, check=check, what=f"{url} (run spec {spec!r})")
 
 
 def released_path(spec: str | os.PathLike) -> Path:

@@ -37,14 +37,11 @@ from __future__ import annotations
 import functools
 import gzip
 import hashlib
-import http.client
 import json
 import os
 import shutil
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,21 +50,13 @@ from urllib.parse import quote
 from tqdm.auto import tqdm
 
 from .data import Candidates, DataError, before_importing_ir_datasets, cache_dir, read_run, write_run
+from .downloads import ChecksumMismatch, SourceUnreachable, fetch_to  # noqa: F401 - re-exported
 
 SOURCES_FILE = Path(__file__).with_name("sources.json")
 URL_ENV = "RANK_DISTILLM_SOURCES_URL"
 OFFLINE_ENV = "RANK_DISTILLM_OFFLINE"
 HUB_OFFLINE_ENV = "HF_HUB_OFFLINE"
-TIMEOUT_S = 60
 LOG_FIELDS = ("qid", "window", "start", "end", "docids", "prompt", "response")
-
-
-class SourceUnreachable(DataError):
-    """A raw file could not be fetched (no network, a bad URL, an HTTP error)."""
-
-
-class ChecksumMismatch(DataError):
-    """A raw or converted file is not the one the checksums name."""
 
 
 @dataclass(frozen=True)
@@ -153,47 +142,27 @@ def is_verified(path: Path, source: Source) -> bool:
 def fetch(source: Source, url: str, folder: Path, bar=None) -> bool:
     """Put ``source`` at ``folder / source.key``, verified; ``True`` when it had to be fetched.
 
-    The bytes go to ``NAME.part`` first and are renamed into place only when their size and
-    sha256 match; otherwise the part is deleted and :class:`ChecksumMismatch` names the file,
-    what arrived and what was expected.
+    Through the one bounded downloader (:func:`rank_distillm.downloads.fetch_to`: a timeout,
+    a deadline, the expected size as a byte cap): the bytes go to ``NAME.part`` first and are
+    renamed into place only when their size and sha256 match; otherwise the part is deleted
+    and :class:`ChecksumMismatch` names the file, what arrived and what was expected.
     """
     target = folder / source.key
     if is_verified(target, source):
         if bar is not None:
             bar.update(source.bytes)
         return False
-    target.parent.mkdir(parents=True, exist_ok=True)
-    part = target.with_name(target.name + ".part")
     location = source.url(url)
-    digest, size = hashlib.sha256(), 0
-    try:
-        response = urllib.request.urlopen(location, timeout=TIMEOUT_S)
-    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as error:
-        raise SourceUnreachable(f"could not fetch {location}: {getattr(error, 'reason', error)}") from None
-    try:
-        with response, open(part, "wb") as f:
-            while True:
-                try:
-                    chunk = response.read(1 << 16)
-                except (OSError, http.client.HTTPException) as error:
-                    raise SourceUnreachable(f"the transfer of {location} broke off: {error}") from None
-                if not chunk:
-                    break
-                f.write(chunk)
-                digest.update(chunk)
-                size += len(chunk)
-                if bar is not None:
-                    bar.update(len(chunk))
-        if size != source.bytes or digest.hexdigest() != source.sha256:
-            raise ChecksumMismatch(
-                f"{source.path} ({source.repo} @ {source.commit[:12]}, from {location}): expected "
-                f"{source.bytes} bytes with sha256 {source.sha256}, got {size} bytes with sha256 "
-                f"{digest.hexdigest()}; the file was discarded"
-            )
-        os.replace(part, target)
-    except BaseException:
-        part.unlink(missing_ok=True)
-        raise
+    what = f"{source.path} ({source.repo} @ {source.commit[:12]}, from {location})"
+
+    def check(part: Path) -> None:
+        digest = sha256_of(part)
+        if digest != source.sha256:
+            raise ChecksumMismatch(f"{what}: expected {source.bytes} bytes with sha256 {source.sha256}, got "
+                                   f"{part.stat().st_size} bytes with sha256 {digest}; the file was discarded")
+
+    fetch_to(location, target, size=source.bytes, check=check, what=what,
+             progress=None if bar is None else bar.update)
     return True
 
 

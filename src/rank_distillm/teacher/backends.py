@@ -363,8 +363,9 @@ class ReplayBackend(Backend):
         from .log import read_windows
 
         self.path = Path(log_path)
-        if not self.path.is_file():
-            raise DataError(f"replay log not found: {self.path}")
+        from ..data import input_file
+
+        input_file(self.path, "replay log")  # not found, a folder, a FIFO or a symlink loop: one line
         self.answers: dict[tuple[str, tuple[str, ...]], dict] = {}
         records = read_windows(self.path)
         self.torn_line = records.torn_line  # a half-written last line that was dropped

@@ -33,7 +33,7 @@ import os
 from pathlib import Path
 from typing import Callable
 
-from ..data import DataError
+from ..data import DataError, input_file
 
 REQUIRED = ("qid", "window", "docids", "response")
 # what a window's answer depends on besides its passages: checked when a log is resumed
@@ -59,6 +59,8 @@ def window_problem(record: dict) -> str | None:
         return f"window must be a whole number >= 0, not {record['window']!r}"
     if not isinstance(record["docids"], list) or not all(isinstance(d, (str, int)) for d in record["docids"]):
         return "docids must be a list of passage ids"
+    if not isinstance(record["response"], str):
+        return f"response must be the LLM's answer as text, not {type(record['response']).__name__} {str(record['response'])[:40]}"
     return None
 
 
@@ -80,10 +82,9 @@ def read_log(path: str | os.PathLike, *, repair_tail: bool = False, required: tu
     """
     path = Path(path)
     out = LogRecords()
-    if not path.exists():
+    if not os.path.lexists(path):
         return out
-    if path.is_dir():
-        raise DataError(f"{path} is a folder, not a {what} log")
+    input_file(path, f"{what} log")  # not a folder, FIFO, device or symlink loop
     raw = path.read_bytes()
     lines = raw.split(b"\n")
     if lines[-1].strip():
@@ -101,6 +102,8 @@ def read_log(path: str | os.PathLike, *, repair_tail: bool = False, required: tu
                 problem = f"not UTF-8 text (byte {line[error.start]:#04x} at column {error.start + 1})"
             except json.JSONDecodeError as error:
                 problem = f"not valid JSON ({error.msg})"
+            except RecursionError:
+                problem = "JSON nested too deeply to be a record"
             if problem is not None:
                 if last and out.needs_newline and _looks_like_a_record(line):
                     out.torn_line, out.needs_newline = n, False  # an interrupted write: no newline yet
@@ -168,8 +171,8 @@ class WindowLog:
         self._needs_newline = False
         if self.path is None:
             return
-        if self.path.is_dir():
-            raise DataError(f"{self.path} is a folder, not a window log")
+        if os.path.lexists(self.path):
+            input_file(self.path, "window log")  # open() would block on a FIFO
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._created = not self.path.exists()
         self._file = open(self.path, "ab")
