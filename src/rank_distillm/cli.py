@@ -61,6 +61,16 @@ def between_0_and_1(text: str) -> float:
     return value
 
 
+def trec_tag(text: str) -> str:
+    """An argument that becomes one field of every TREC line (``--tag``): no whitespace or control characters."""
+    from .data import trec_field_problem
+
+    problem = trec_field_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(f"{text!r} {problem}; use a tag without spaces, tabs or newlines")
+    return text
+
+
 def add_force_argument(parser) -> None:
     """``--force``: replace ``--out`` even when it is not the command's own kind of output."""
     parser.add_argument("--force", action="store_true",

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -257,12 +258,49 @@ def irds_dataset(dataset_id: str):
 
 def load_queries(dataset_id: str) -> dict[str, str]:
     """``{qid: query text}`` of a dataset, in the dataset's order."""
-    return {q.query_id: q.text for q in irds_dataset(dataset_id).queries_iter()}
+    dataset = irds_dataset(dataset_id)
+    if not dataset.has_queries():
+        raise DataError(f"dataset {dataset_id!r} has no queries: give one that has (e.g. {DL19})")
+    return {q.query_id: q.text for q in dataset.queries_iter()}
+
+
+def _first_bad_qrels_line(path: Path) -> str:
+    """``'line N: what'`` of the first line of a TREC qrels file that is not ``qid 0 docid grade``."""
+    import gzip
+
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8", errors="replace") as f:
+        for n, line in enumerate(f, start=1):
+            cols = line.split()
+            if not cols:
+                continue
+            if len(cols) != 4:
+                return f"line {n}: expected 4 fields 'qid 0 docid grade', got {len(cols)}: {line.strip()[:120]!r}"
+            try:
+                int(cols[3])
+            except ValueError:
+                return f"line {n}: the grade {cols[3]!r} is not a whole number"
+    return "a line that ir_datasets cannot read"
 
 
 def load_qrels(dataset_id: str) -> dict[str, dict[str, int]]:
-    """``{qid: {docid: relevance}}`` of a dataset (``ir_datasets``' ``qrels_dict()``, the format ``ir_measures`` accepts)."""
-    return irds_dataset(dataset_id).qrels_dict()
+    """``{qid: {docid: relevance}}`` of a dataset (``ir_datasets``' ``qrels_dict()``, the format ``ir_measures`` accepts).
+
+    A dataset without judgements, or a qrels file with a malformed line, is a
+    :class:`DataError` naming the dataset, or the file and line.
+    """
+    dataset = irds_dataset(dataset_id)
+    if not dataset.has_qrels():
+        raise DataError(f"dataset {dataset_id!r} has no relevance judgements (qrels): give a judged dataset "
+                        f"(e.g. {DL19} or {DL20})")
+    try:
+        return dataset.qrels_dict()
+    except (RuntimeError, ValueError, IndexError) as error:
+        try:
+            path = Path(dataset.qrels_handler().qrels_path())
+        except Exception:  # noqa: BLE001 - a handler without a file: name the dataset
+            raise DataError(f"the qrels of {dataset_id!r} cannot be read: {error}") from None
+        raise DataError(f"{path} {_first_bad_qrels_line(path)} (the qrels of {dataset_id})") from None
 
 
 def qrels_summary(dataset_id: str) -> dict:
@@ -403,19 +441,68 @@ def _read_scoreddocs(dataset_id: str) -> Run:
     return run
 
 
+def trec_field_problem(value) -> str | None:
+    """Why ``value`` cannot be one field of a TREC line (None: it can): empty, or holding a space, tab,
+    newline or other whitespace or control character (each would split or end the line)."""
+    text = str(value)
+    if not text:
+        return "is empty"
+    bad = next((c for c in text if c.isspace() or ord(c) < 32 or c == "\x7f" or c == "\ufeff"), None)
+    return None if bad is None else f"holds {bad!r}, which would split the TREC line"
+
+
+def run_tag(text: str, default: str = "rank_distillm") -> str:
+    """A run tag made from ``text`` (a model's name...): each run of whitespace or control characters as ``_``."""
+    tag = "_".join(part for part in re.split(r"[\s\x00-\x1f\x7f\ufeff]+", str(text)) if part)
+    return tag or default
+
+
 def write_run(run: dict[str, dict[str, float]], path: str | os.PathLike, tag: str = "rank_distillm") -> Path:
     """Write a run in TREC format, atomically (:func:`rank_distillm.outputs.atomic_file`).
 
     Passages are written in the order of each inner dict (rank 1 first) with their scores.
+    Every field must be one TREC field (:func:`trec_field_problem`), and every score a finite
+    number, so that :func:`read_run` reads the file back: else a :class:`DataError` names the
+    query and field, before anything is written.
     """
     from .outputs import atomic_file
 
+    problem = trec_field_problem(tag)
+    if problem:
+        raise DataError(f"run tag {tag!r} {problem}: give a tag without spaces or control characters")
+    for qid, docs in run.items():
+        problem = trec_field_problem(qid)
+        if problem:
+            raise DataError(f"query id {qid!r} {problem}; it cannot be written to {path}")
+        for docid, score in docs.items():
+            problem = trec_field_problem(docid)
+            if problem:
+                raise DataError(f"passage id {docid!r} of query {qid} {problem}; it cannot be written to {path}")
+            if not math.isfinite(score):
+                raise DataError(f"passage {docid} of query {qid}: score {score} is not a finite number; "
+                                f"it cannot be written to {path}")
     path = Path(path)
     with atomic_file(path) as f:
         for qid, docs in run.items():
             for rank, (docid, score) in enumerate(docs.items(), start=1):
                 f.write(f"{qid} Q0 {docid} {rank} {score:.6f} {tag}\n")
     return path
+
+
+def stated_order(run: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """``run`` with each query's scores replaced by ``n, n-1, ..., 1`` in the order the run states.
+
+    The order the run states, our tie rule: by score, highest first, and passages of equal
+    score in the order given (a file's rank column, as :func:`read_run` orders them; a
+    dict's insertion order). ``ir_measures`` (like ``trec_eval``, which breaks ties by docid)
+    sorts by score alone, so an evaluation that must see exactly the stated order passes it
+    this: distinct scores, the same order.
+    """
+    out = {}
+    for qid, docs in run.items():
+        ordered = sorted(docs, key=lambda d: -docs[d])  # stable: ties keep their order
+        out[qid] = {d: float(len(ordered) - i) for i, d in enumerate(ordered)}
+    return out
 
 
 def run_from_rankings(rankings: dict[str, list[str]]) -> Run:

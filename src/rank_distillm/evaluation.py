@@ -26,7 +26,7 @@ from typing import Iterable, Mapping, Sequence
 import ir_measures
 
 from . import significance
-from .data import DataError, Run, cache_dir, load_qrels, read_run, write_run
+from .data import DataError, Run, cache_dir, load_qrels, read_run, run_tag, stated_order, write_run
 
 DEFAULT_MEASURES = ("nDCG@10", "RR(rel=2)@10", "R(rel=2)@100", "AP(rel=2)")
 
@@ -47,9 +47,14 @@ def _judged(run: dict, dataset_id: str) -> tuple[dict, dict]:
 
     ``ir_measures`` scores a judged query that the run lacks as 0, so the qrels are cut
     too: a run's means are over its own judged queries (as ``trec_eval`` without ``-c``).
+
+    Ties: the run is measured in exactly the order it states (:func:`~rank_distillm.data.stated_order`:
+    by score, passages of equal score in the order of the file's rank column, or of the
+    dict), the order ``teach`` and ``rerank`` give them. ``ir_measures`` and ``trec_eval``
+    would break them by docid instead.
     """
     qrels = load_qrels(dataset_id)
-    judged = {qid: docs for qid, docs in run.items() if qid in qrels}
+    judged = stated_order({qid: docs for qid, docs in run.items() if qid in qrels})
     return {qid: qrels[qid] for qid in judged}, judged
 
 
@@ -208,7 +213,7 @@ def rerank_cached(
     if path.is_file():
         return read_run(path)
     run = rerank(load_reranker(resolved, bi_encoder), candidates, batch_size, show_progress_bar)
-    write_run(run, path, tag=Path(resolved).name[:40].replace(" ", "_") or "rerank")
+    write_run(run, path, tag=run_tag(Path(resolved).name[:40], "rerank"))
     return run
 
 
@@ -240,7 +245,7 @@ def student_runs(
 
 
 def add_rerank_arguments(parser) -> None:
-    from .cli import add_force_argument, positive_int
+    from .cli import add_force_argument, positive_int, trec_tag
 
     parser.add_argument("--model", required=True, help="CrossEncoder folder or hub id (pkg: names too)")
     parser.add_argument("--dataset", required=True, help="ir_datasets id of the queries and passages")
@@ -249,7 +254,7 @@ def add_rerank_arguments(parser) -> None:
     parser.add_argument("--max-queries", type=positive_int, default=None, help="only the first N queries of the dataset")
     parser.add_argument("--batch-size", type=positive_int, default=64)
     parser.add_argument("--bi-encoder", action="store_true", help="the model is a SentenceTransformer: score by cosine")
-    parser.add_argument("--tag", default=None, help="run tag (default: the model folder's name)")
+    parser.add_argument("--tag", default=None, type=trec_tag, help="run tag (default: the model folder's name)")
     parser.add_argument("--out", required=True, help="where to write the re-ranked TREC run")
     add_force_argument(parser)
 
@@ -263,7 +268,7 @@ def rerank_command(args) -> int:
     candidates = load_candidates(args.dataset, args.candidates, depth=args.depth, max_queries=args.max_queries)
     model = load_reranker(args.model, bi_encoder=args.bi_encoder)
     run = rerank(model, candidates, batch_size=args.batch_size, show_progress_bar=True)
-    tag = args.tag or Path(str(args.model).rstrip("/")).name.replace(" ", "_") or "rerank"
+    tag = args.tag or run_tag(Path(str(args.model).rstrip("/")).name, "rerank")
     out = write_run(run, args.out, tag=tag)
     print(f"re-ranked {len(run)} queries ({sum(map(len, run.values()))} passages) -> {out}")
     return 0

@@ -152,7 +152,9 @@ def teacher_ndcg(
 
     qrels = ranking_qrels(reference, depth)
     measure = ir_measures.parse_measure(f"nDCG@{depth}")
-    shared = {qid: dict(docs) for qid, docs in run.items() if qid in qrels}
+    from .data import stated_order
+
+    shared = stated_order({qid: docs for qid, docs in run.items() if qid in qrels})  # ties as the run states them
     return {m.query_id: float(m.value) for m in ir_measures.iter_calc([measure], qrels, shared)}
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..data import DataError, load_candidates, resolve_path, write_run
+from ..data import DataError, load_candidates, resolve_path, run_tag, write_run
 from .backends import BACKENDS, RANKING, live_backend, make_backend
 from .prompts import TEMPLATES
 
@@ -35,7 +35,7 @@ PROFILE_FIELDS = ("dataset", "candidates", "backend", "model", "prompt", "window
 
 
 def add_teach_arguments(p) -> None:
-    from ..cli import add_force_argument, positive_int
+    from ..cli import add_force_argument, positive_int, trec_tag
 
     p.add_argument("--profile", help="take the settings from this profile's teacher section (smoke, cpu, gpu, "
                                      "a variant such as colab, or a YAML file); explicit arguments win")
@@ -60,7 +60,7 @@ def add_teach_arguments(p) -> None:
     p.add_argument("--max-queries", type=positive_int, help="only the first N queries of the dataset")
     p.add_argument("--threads", type=positive_int, help="torch CPU threads (transformers)")
     p.add_argument("--tensor-parallel-size", type=positive_int, help="GPUs per engine (vllm; default 1)")
-    p.add_argument("--tag", default=None, help="run tag (default: the backend and model)")
+    p.add_argument("--tag", default=None, type=trec_tag, help="run tag (default: the backend and model)")
     p.add_argument("--out", required=True, help="the re-ranked run, written atomically at the end")
     add_force_argument(p)
 
@@ -157,7 +157,7 @@ def profile_job(settings: dict, candidates, backend, name: str = "profile", *, p
         candidates, backend, prompt=settings["prompt"], window=settings["window"], stride=settings["stride"],
         depth=settings["depth"], max_words=settings["max_words"], batch_size=settings["batch_size"],
         context_size=settings["context_size"], log_path=log_path, progress=progress)
-    tag = f"{settings['backend']}-{Path(str(settings['model'])).name}".replace(" ", "_")
+    tag = run_tag(f"{settings['backend']}-{Path(str(settings['model'])).name}")
     return result, write_run(result.run, log_path.with_name(f"live-{safe}.run"), tag=tag)
 
 
@@ -228,7 +228,7 @@ def teach_command(args) -> int:
             max_words=args.max_words, log_path=log, batch_size=args.batch_size, progress=True, context_size=context_size,
         )
     tag = args.tag or (f"{args.backend}-{Path(args.model).name}" if args.model else args.backend)
-    write_run(result.run, out, tag=tag.replace(" ", "_"))
+    write_run(result.run, out, tag=run_tag(tag))
     repaired = sum(was_repaired(w["repair"]) for w in result.windows)
     print(f"{len(result.run)} queries, {len(result.windows)} windows ({result.resumed} resumed from the log, "
           f"{repaired} repaired) -> {out}" + (f"; window log {log_path}" if log_path else "")
