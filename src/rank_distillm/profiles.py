@@ -93,6 +93,15 @@ def _set_dotted(profile: dict, dotted: str, value: Any) -> None:
         node = node[key]
     if keys[-1] not in node and not _is_open(dotted):
         raise ProfileError(f"profile override {dotted!r}: unknown field {keys[-1]!r}{_closest(keys[-1], node)}")
+    problem = tree_problem(value)
+    if problem:
+        raise ProfileError(f"profile override {dotted!r}: {problem}")
+    if isinstance(node.get(keys[-1]), dict):  # a section: merged field by field, never replaced by a value
+        if not isinstance(value, dict):
+            raise ProfileError(f"profile override {dotted!r}: {dotted} is a section of fields, not a value "
+                               f"({value!r}); set one of its fields, e.g. {dotted}.{next(iter(node[keys[-1]]), 'FIELD')}=VALUE")
+        node[keys[-1]] = _merge(node[keys[-1]], value, f"profile override {dotted!r}: ", dotted + ".")
+        return
     node[keys[-1]] = value
 
 
@@ -125,12 +134,66 @@ def read_yaml(path: Path) -> Any:
     except OSError as error:
         raise DataError(f"{path}: cannot be read ({error.strerror})") from None
     try:
-        return yaml.safe_load(text)
+        value = yaml.safe_load(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark is not None else ""
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
         raise DataError(f"{path}{line}: not valid YAML ({problem})") from None
+    except RecursionError:
+        raise DataError(f"{path}: not valid YAML (nested too deeply)") from None
+    problem = tree_problem(value)
+    if problem:
+        raise DataError(f"{path}: {problem}")
+    return value
+
+
+MAX_VALUES = 100_000  # values in a profile once its aliases are expanded (the real ones have a few hundred)
+
+
+def tree_problem(value: Any, limit: int = MAX_VALUES) -> str | None:
+    """What makes a loaded YAML tree unusable as a profile (None: nothing).
+
+    YAML aliases (``*name``) share one object; a profile is copied and hashed as if each
+    were written out. A tree that refers to itself (``&a [*a]``) has no end, and a few lines
+    of aliases of aliases ("billion laughs") expand to more values than memory holds: both
+    are refused here, before anything copies or hashes them.
+    """
+    sizes: dict[int, int] = {}
+    visiting: set[int] = set()
+
+    def size(node, where: str) -> int:
+        if not isinstance(node, (dict, list)):
+            return 1
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in visiting:
+            raise _Cycle(where or "the top level")
+        visiting.add(key)
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        total = 1
+        for k, v in items:
+            total += size(v, f"{where}.{k}" if where else str(k))
+            if total > limit:
+                break
+        visiting.discard(key)
+        sizes[key] = total
+        return total
+
+    try:
+        total = size(value, "")
+    except _Cycle as cycle:
+        return f"the field {cycle.args[0]!r} contains itself (a YAML alias that refers to its own anchor)"
+    except RecursionError:
+        return "nested too deeply"
+    if total > limit:
+        return f"its aliases expand to more than {limit:,} values (a YAML alias bomb?); write the values out"
+    return None
+
+
+class _Cycle(Exception):
+    pass
 
 
 def load_profile(name: str = DEFAULT_PROFILE, overrides: dict[str, Any] | None = None,

@@ -29,6 +29,7 @@ FINETUNE = "configs/finetune.yaml (webis-de/rank-distillm@07105cf)"
 RE_RANK = "configs/re-rank.yaml, data/ (webis-de/rank-distillm@07105cf)"
 SUBSAMPLE = "utils/subsample.py (webis-de/rank-distillm@07105cf)"
 LIGHTNING_MODEL = "lightning_ir/cross_encoder/model.py, tokenizer/tokenizer.py (webis-de/lightning-ir@f3c5c49)"
+LIGHTNING_LOSS = "lightning_ir/loss/pairwise.py, RankNet (webis-de/lightning-ir@19f46e3)"
 RANK_LLM = "src/rank_llm/rerank/rank_listwise_os_llm.py, rankllm.py (castorini/rank_llm@fd40109)"
 RANKGPT = "specialization.py (sunnweiwei/RankGPT@0d62bc3)"
 
@@ -95,6 +96,11 @@ def _selection(p: dict) -> str:
 def _clipping(p: dict) -> str:
     norm = p["training"]["max_grad_norm"]
     return f"gradient norm clipped at {norm:g}" if norm else "no clipping"
+
+
+def _log_base(p: dict) -> str:
+    base = p["training"]["log_base"]
+    return "natural log (lightning-ir's)" if base == "natural" else f"log base {base} (sentence-transformers')"
 
 
 def _head(p: dict) -> str:
@@ -202,6 +208,9 @@ POINTS = [
           _selection, "the book's: a few epochs on few queries overfit, and held-out queries say when"),
     Point("gradient clipping", "none (Lightning's default)", f"{PRE_FINETUNE}; {FINETUNE}",
           {"training.max_grad_norm": None}, _clipping, "the book's: the transformers Trainer's default, kept"),
+    Point("RankNet's log", "natural log: binary_cross_entropy_with_logits of s_pos - s_neg", LIGHTNING_LOSS,
+          {"training.log_base": "natural"}, _log_base,
+          "the book's: base 2, sentence-transformers' default (values and gradients 1.4427 x the paper's)"),
     Point("scoring head", "one linear layer on [CLS]", LIGHTNING_MODEL,
           {"training.head": "linear", "training.separate_layers": 0},
           _head, "the book's: a random head needs many queries; the cosine head starts as a ranker"),

@@ -299,6 +299,7 @@ def stage_loss(loss_name: str, model, cfg: dict, stage: dict, implementation: st
     from .losses import make_loss
 
     kwargs = dict(stage.get("loss_kwargs") or {})
+    kwargs["log_base"] = cfg.get("log_base")  # RankNet's log: 2 the book's, natural the paper's
     if cfg["mini_batch_size"] is not None:
         kwargs["mini_batch_size"] = cfg["mini_batch_size"]
     try:
@@ -528,6 +529,8 @@ def train_student(
 
 def _config_hash(profile: dict, student: dict) -> str:
     cfg = {k: v for k, v in profile["training"].items() if k not in ("students", "progress_bar", "eval_batch_size", "student_workers")}
+    if cfg.get("log_base") == 2:  # the behaviour from before the field existed: the same key, the same cached students
+        cfg.pop("log_base")
     d = profile["data"]
     key = {"training": cfg, "student": student, "data": {"datasets": d["datasets"], "first_stage": d["first_stage"], "depth": d["depth"]}}
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]

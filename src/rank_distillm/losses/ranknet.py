@@ -9,7 +9,14 @@ short one), and tied labels make no pair; both as in the library. ``sigma`` is t
 :math:`\sigma_s`; ``k`` keeps only pairs with at least one document in the student's
 top ``k``; ``reduction_log`` picks the base :math:`b`: ``"binary"`` (log2, the library's
 default) or ``"natural"`` (ln, as in Burges et al. and the paper's formula); the two
-differ by the factor ln 2.
+differ by the factor ln 2 = 1/1.4427, in values and gradients (with gradient clipping, or
+Adam's epsilon, not a mere rescaling of the learning rate).
+
+The profile names the base as ``training.log_base`` (:data:`LOG_BASES`): ``2``, the
+book's choice (sentence-transformers' convention, which the ``smoke`` and ``cpu`` students
+train with), or ``natural``, the paper's: lightning-ir's ``RankNet`` is
+``binary_cross_entropy_with_logits(s_pos - s_neg, 1)`` over the pairs its targets order,
+the natural-log mean above (``gpu``).
 
 The pairs and their logistic terms (:func:`ordered_pairs`, :func:`pair_logistic`) are
 shared with LambdaLoss (:mod:`.lambdaloss`), which weights each pair.
@@ -39,6 +46,18 @@ BIBTEX = """
   year={2005}
 }
 """
+
+
+# training.log_base -> reduction_log: 2 the book's (log2, sentence-transformers'), natural the paper's (lightning-ir's)
+LOG_BASES = {2: "binary", "natural": "natural"}
+
+
+def reduction_log_of(log_base) -> str:
+    """The ``reduction_log`` of a profile's ``log_base`` (``2`` or ``natural``); another value is a ValueError."""
+    try:
+        return LOG_BASES[log_base]
+    except (KeyError, TypeError):
+        raise ValueError(f"training.log_base must be 2 (the book's) or natural (the paper's), not {log_base!r}") from None
 
 
 def ordered_pairs(scores: Tensor, labels: Tensor, mask: Tensor,

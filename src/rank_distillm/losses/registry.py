@@ -44,19 +44,29 @@ ALIASES = {"adrmse": "adr-mse", "lambda": "lambdaloss", "approxndcg": "approx-nd
            "lce": "infonce"}
 
 
-def make_loss(name: str, model, implementation: Literal["library", "book"] = "library", **kwargs) -> nn.Module:
+LOG_LOSSES = ("ranknet", "lambdaloss")  # the losses whose pair terms take a log base
+
+
+def make_loss(name: str, model, implementation: Literal["library", "book"] = "library", log_base=None,
+              **kwargs) -> nn.Module:
     """The loss called ``name`` for ``model``, from sentence-transformers or from the book.
 
     Names: ``ranknet``, ``listnet``, ``adr-mse``, ``lambdaloss`` (both implementations),
     ``infonce`` and ``approx-ndcg`` (book only: the library has no listwise version),
     ``bce`` and ``mse`` (library only, pointwise: one (query, doc, label) per row).
     ``kwargs`` go to the class (e.g. ``mini_batch_size=16``, ``alpha=1.0``). Underscores
-    and case do not matter (``ADR_MSE`` works).
+    and case do not matter (``ADR_MSE`` works). ``log_base`` (``2`` or ``natural``, the
+    profile's ``training.log_base``) sets ``reduction_log`` of RankNet and LambdaLoss
+    (:data:`~rank_distillm.losses.ranknet.LOG_BASES`) and is ignored by the other losses.
     """
     key = name.strip().lower().replace("_", "-")
     key = ALIASES.get(key, key)
     if key not in LOSS_NAMES:
         raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(LOSS_NAMES)}")
+    if log_base is not None and key in LOG_LOSSES:
+        from .ranknet import reduction_log_of
+
+        kwargs["reduction_log"] = reduction_log_of(log_base)
     if implementation == "library":
         if key not in LIBRARY_LOSSES:
             raise ValueError(f"sentence-transformers has no listwise {key!r} loss; use implementation='book'")
