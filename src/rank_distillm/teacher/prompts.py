@@ -10,10 +10,12 @@ into the text the LLM reads:
   fixed by the template, so it is rendered here (:func:`render_fixed`) and the stored
   RankVicuna logs are reproduced character for character.
 
-Passages are cut to a word budget (``max_words``; rank_llm uses ``300 * 20 / window``),
-``[n]`` inside a passage or query becomes ``(n)`` so that it cannot be read as an
-identifier, and the whole prompt is cleaned with ``ftfy.fix_text`` (as rank_llm does:
-curly quotes become straight ones, broken encodings are repaired).
+Each passage is repaired with ``ftfy.fix_text`` (curly quotes become straight ones, broken
+encodings and full-width characters are repaired), then cut to a word budget
+(``max_words``; rank_llm uses ``300 * 20 / window``), then ``[n]`` inside it becomes
+``(n)`` so that it cannot be read as an identifier, in rank_llm's order
+(:func:`passage_content`); the query's ``[n]`` too, and the whole prompt is cleaned with
+``ftfy.fix_text`` once more, as rank_llm does.
 
 The wording is rank_llm's when the paper labelled its data (``src/rank_llm/rerank/
 rank_listwise_os_llm.py`` at fd40109, April 2024): RankZephyr's instruction ends ``e.g., [2] >
@@ -61,6 +63,16 @@ def _fix_text(text: str) -> str:
     return fix_text(text)
 
 
+def passage_content(text: str, max_words: int | None) -> str:
+    """A passage as the prompt shows it, in rank_llm's order (``convert_doc_to_prompt_content``, then
+    ``_replace_number``): repaired (``ftfy``) first, then cut to ``max_words``, then ``[n]`` -> ``(n)``.
+
+    The order matters: a repair can merge or split words (so the cut falls elsewhere), and
+    turns full-width ``［３］`` into ``[3]``, which the neutralisation then makes ``(3)``.
+    """
+    return neutralise_ids(cut_words(_fix_text(text), max_words))
+
+
 @dataclass(frozen=True)
 class PromptTemplate:
     """One listwise prompt: its wording and how its messages become text."""
@@ -76,7 +88,7 @@ class PromptTemplate:
         """The chat messages for one window (passages best-first in the current order)."""
         query = neutralise_ids(query)
         num = len(passages)
-        contents = [neutralise_ids(cut_words(p, max_words)) for p in passages]
+        contents = [passage_content(p, max_words) for p in passages]
         if self.multi_turn:
             msgs = [{"role": "system", "content": self.system},
                     {"role": "user", "content": self.prefix(query, num)},

@@ -32,10 +32,14 @@ def window_schedule(n: int, window: int = 20, stride: int = 10, depth: int = 100
     """``[(start, end), ...]`` (0-based, end exclusive) in the order they are answered.
 
     The first window is the bottom one, ``(max(top - window, 0), top)`` with
-    ``top = min(depth, n)``; each next one is ``stride`` higher; the last one starts at 0.
-    For depths that are multiples of the stride this is exactly rank_llm's schedule; for
-    other depths rank_llm adds a redundant window at the very top (and skips re-ranking
-    altogether when ``depth - window == -stride``), which is not copied here.
+    ``top = min(depth, n)``; each next one is ``stride`` higher; the last one starts at 0,
+    or, when the stride is longer than the window (gaps between windows), is the last one
+    that still ends above rank 0 (never an empty window). This is rank_llm's
+    ``sliding_windows`` loop (``while end_pos > rank_start and start_pos + step !=
+    rank_start``, the start clamped at ``rank_start`` inside the loop, so the clamped window
+    is its last): the same windows for every depth, with one exception not copied here:
+    when ``depth - window == -stride`` rank_llm's condition fails at once and it re-ranks
+    nothing, where this schedule answers the one window ``(0, depth)``.
     """
     if window < 1 or stride < 1:
         raise ValueError(f"window ({window}) and stride ({stride}) must be positive")
@@ -46,12 +50,13 @@ def window_schedule(n: int, window: int = 20, stride: int = 10, depth: int = 100
         return []
     out = []
     end = top
-    while True:
+    while end > 0:
         start = max(end - window, 0)
         out.append((start, end))
         if start == 0:
-            return out
+            break
         end -= stride
+    return out
 
 
 def windows_per_query(depth: int, window: int = 20, stride: int = 10) -> int:
