@@ -27,6 +27,7 @@ import textwrap
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -86,6 +87,9 @@ class Case:
     files: dict = field(default_factory=dict)
     env: dict = field(default_factory=dict)
     lock: str | None = None
+    setup: Callable[[Path], None] | None = None  # makes what files cannot: FIFOs, symbolic links (gets {tmp})
+    limit_s: int = 120  # the hostile cases: 10 s, or the case fails (nothing may hang)
+    kind: str = "earlier"  # the issue-26 class it stands for (1-10), for the count by class
 
 
 TEACH = "teach --dataset {dl20} --candidates {runs20}/bm25.run"
@@ -235,6 +239,141 @@ CASES = [
 ]
 
 
+# --------------------------------------------------------------------------- issue 26: the hostile tester's classes
+
+COMMIT, BLOB = "1" * 40, "a" * 40
+GITHUB = "evaluate --dataset {dl19} --run "
+IN_CACHE = {"RANK_DISTILLM_CACHE": "{tmp}/cache"}
+
+
+def _fifo(*names):
+    def make(tmp: Path) -> None:
+        for name in names:
+            os.mkfifo(tmp / name)
+    return make
+
+
+def _loop(*names):
+    def make(tmp: Path) -> None:
+        for name in names:
+            os.symlink(name, tmp / name)  # a link to itself: every lookup loops
+    return make
+
+
+def _cache(tmp: Path) -> None:
+    (tmp / "cache").mkdir()
+
+
+def _cached_copy(tmp: Path) -> None:
+    """A file in the cache where a github: spec would be, whose content is not the spec's blob."""
+    target = tmp / "cache" / "github" / "a" / "b" / COMMIT / "x.run"
+    target.parent.mkdir(parents=True)
+    target.write_text(RUN_LINE)
+
+
+def _link_out_of_cache(tmp: Path) -> None:
+    (tmp / "outside").mkdir()
+    (tmp / "cache" / "github" / "a").mkdir(parents=True)
+    os.symlink(tmp / "outside", tmp / "cache" / "github" / "a" / "b")
+
+
+BOMB = "base: smoke\ndata:\n  datasets:\n    l0: &l0 [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"    l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]\n" for i in range(1, 9))
+DEEP = '{"qid": "1", "window": 0, "docids": [], "response": ' + "[" * 200_000 + "]" * 200_000 + "}\n"
+TRAIN_OUT = "train --profile smoke --out {tmp}/o"
+
+
+def _h(kind: int, name: str, argv: str, message: str, **kw) -> Case:
+    return Case(name, argv, message, kind=str(kind), limit_s=10, **kw)
+
+
+HOSTILE = [
+    # 1. github: run specs: the file stays under the cache, its blob id is checked, offline forbids the fetch
+    _h(1, "github spec climbs out of the cache", GITHUB + "'github:a/b/" + COMMIT + "/../../../../escape/pwned.run#" + BLOB + "'",
+       "PATH segment '..' is not allowed", env=IN_CACHE, setup=_cache),
+    _h(1, "github spec absolute path", GITHUB + "'github:/{tmp}/pwned.run#" + BLOB + "'", "OWNER '' is not a GitHub name",
+       env=IN_CACHE, setup=_cache),
+    _h(1, "github spec short commit", GITHUB + "'github:a/b/c/x.run#" + BLOB + "'", "COMMIT 'c' must be a full commit id",
+       env=IN_CACHE, setup=_cache),
+    _h(1, "github spec without a blob id", GITHUB + "'github:a/b/" + COMMIT + "/x.run'",
+       "expected github:OWNER/REPO/COMMIT/PATH#BLOB", env=IN_CACHE, setup=_cache),
+    _h(1, "github spec blob id not hex", GITHUB + "'github:a/b/" + COMMIT + "/x.run#nope'", "BLOB 'nope' must be a git blob id",
+       env=IN_CACHE, setup=_cache),
+    _h(1, "github spec empty path segment", GITHUB + "'github:a/b/" + COMMIT + "//x.run#" + BLOB + "'",
+       "PATH segment '' is not allowed", env=IN_CACHE, setup=_cache),
+    _h(1, "github spec through a link out of the cache", GITHUB + "'github:a/b/" + COMMIT + "/x.run#" + BLOB + "'",
+       "the file would lie outside the cache", env=IN_CACHE, setup=lambda t: (_cache(t), _link_out_of_cache(t))),
+    _h(1, "github spec cached copy with another blob, offline", GITHUB + "'github:a/b/" + COMMIT + "/x.run#" + BLOB + "'",
+       "is not in the cache", env={**IN_CACHE, "RANK_DISTILLM_OFFLINE": "1"}, setup=_cached_copy),
+    _h(1, "github spec offline", GITHUB + "'github:a/b/" + COMMIT + "/y.run#" + BLOB + "'",
+       "RANK_DISTILLM_OFFLINE=1 forbids downloads", env={**IN_CACHE, "RANK_DISTILLM_OFFLINE": "1"}, setup=_cache),
+    # 4. FIFOs and symbolic-link loops: never opened, never "not found"
+    _h(4, "teach out is a FIFO", REPLAY + " --out {tmp}/fifo.run", "--out {tmp}/fifo.run is a FIFO (named pipe)",
+       setup=_fifo("fifo.run")),
+    _h(4, "teach log is a FIFO", LIVE.replace("{tmp}/w.jsonl", "{tmp}/fifo.jsonl"), "--log {tmp}/fifo.jsonl is a FIFO",
+       setup=_fifo("fifo.jsonl")),
+    _h(4, "teach out is a symlink loop", REPLAY + " --out {tmp}/loop", "--out {tmp}/loop: a loop of symbolic links",
+       setup=_loop("loop")),
+    _h(4, "teach log is a symlink loop", LIVE.replace("{tmp}/w.jsonl", "{tmp}/loop.jsonl"),
+       "--log {tmp}/loop.jsonl: a loop of symbolic links", setup=_loop("loop.jsonl")),
+    _h(4, "run file is a FIFO", EVALUATE.replace("r.run", "fifo.run"), "run file {tmp}/fifo.run is a FIFO",
+       setup=_fifo("fifo.run")),
+    _h(4, "run file is a symlink loop", EVALUATE.replace("r.run", "loop"), "run file {tmp}/loop: a loop of symbolic links",
+       setup=_loop("loop")),
+    _h(4, "replay log is a FIFO", REPLAY.replace("{log}", "{tmp}/fifo.jsonl") + " --out {tmp}/x.run",
+       "replay log {tmp}/fifo.jsonl is a FIFO", setup=_fifo("fifo.jsonl")),
+    _h(4, "profile is a FIFO", "teach --profile {tmp}/p.yaml --out {tmp}/x.run", "profile file {tmp}/p.yaml is a FIFO",
+       setup=_fifo("p.yaml")),
+    _h(4, "build-dataset out is a FIFO", BUILD + " --out {tmp}/lists", "--out {tmp}/lists is a FIFO", setup=_fifo("lists")),
+    _h(4, "train out is a symlink loop", TRAIN_OUT.replace("/o", "/loop"), "--out {tmp}/loop: a loop of symbolic links",
+       setup=_loop("loop")),
+    # 5. one line, not a traceback
+    _h(5, "window log nested 200,000 deep", LIVE, "{tmp}/w.jsonl line 1: JSON nested too deeply", files={"w.jsonl": DEEP}),
+    _h(5, "profile alias bomb in an open field", "train --profile {tmp}/p.yaml", "{tmp}/p.yaml: its aliases expand to more than",
+       files={"p.yaml": BOMB}),
+    _h(5, "profile that contains itself", "train --profile {tmp}/p.yaml", "{tmp}/p.yaml: the field 'data.datasets.x' contains itself",
+       files={"p.yaml": "base: smoke\ndata:\n  datasets: &a {x: *a}\n"}),
+    _h(5, "evaluate on a dataset without qrels", "evaluate --dataset msmarco-passage --run {runs19}/bm25.run",
+       "dataset 'msmarco-passage' has no relevance judgements"),
+    _h(5, "train set a section to a number", "train --profile smoke --set training=3", "training is a section of fields, not a value"),
+    _h(5, "train set a section to null", "train --profile smoke --set data=null", "data is a section of fields, not a value"),
+    _h(5, "train set epochs to text", "train --profile smoke --set training.stage2.epochs=abc",
+       "training.stage2.epochs must be a whole number >= 1, not 'abc'"),
+    # 6. every argument and the whole configuration checked before the first step of work
+    _h(6, "train unknown loss", TRAIN_OUT + " --loss nope", "--loss must be a loss (ranknet, listnet"),
+    _h(6, "train epochs text with out", TRAIN_OUT + " --set training.stage2.epochs=abc", "training.stage2.epochs must be a whole number"),
+    _h(6, "train unknown year", TRAIN_OUT + " --train-year dl99", "--train-year must be one of the profile's years (dl19, dl20"),
+    _h(6, "train negative epochs", TRAIN_OUT + " --set training.stage2.epochs=-1", "training.stage2.epochs must be a whole number >= 1, not -1"),
+    _h(6, "train negative stage-1 epochs", TRAIN_OUT + " --set training.stage1.epochs=-1", "training.stage1.epochs must be a whole number >= 0"),
+    _h(6, "train negative learning rate", TRAIN_OUT + " --set training.stage2.lr=-1e-5", "training.stage2.lr must be a positive number"),
+    _h(6, "train student of an unknown year", "train --profile {tmp}/p.yaml --out {tmp}/o",
+       "training.students[0].train_year must be one of the profile's years",
+       files={"p.yaml": "base: smoke\ntraining:\n  students: [{name: s, loss: ranknet, train_year: dl21, test_year: dl19}]\n"}),
+    _h(6, "train unknown log base", TRAIN_OUT + " --set training.log_base=10", "training.log_base must be one of 2, natural"),
+    # 7. nothing the tool writes is refused when read back: every TREC field one field
+    _h(7, "teach tag with a tab", REPLAY + " --tag 'a\tb' --out {tmp}/x.run", "argument --tag: 'a\\tb' holds '\\t'"),
+    _h(7, "teach tag with a newline", REPLAY + " --tag 'a\nb' --out {tmp}/x.run", "argument --tag: 'a\\nb' holds '\\n'"),
+    _h(7, "rerank tag with a space", RERANK + " --tag 'a b' --out {tmp}/x.run", "argument --tag: 'a b' holds ' '"),
+    _h(7, "teach empty tag", REPLAY + " --tag '' --out {tmp}/x.run", "argument --tag: '' is empty"),
+    # 8. empty settings
+    _h(8, "cache variable empty", "evaluate --dataset {dl20} --run {runs20}/bm25.run", "RANK_DISTILLM_CACHE is set but empty",
+       env={"RANK_DISTILLM_CACHE": "", "_RANK_DISTILLM_IRDS": "1"}),
+    # 10. messages that name the file
+    _h(10, "cache path is a file", "evaluate --dataset {dl20} --run {runs20}/bm25.run", "{tmp}/cachefile is not a folder",
+       files={"cachefile": NOTES}, env={"RANK_DISTILLM_CACHE": "{tmp}/cachefile", "_RANK_DISTILLM_IRDS": "1"}),
+    _h(10, "cache below a file", "evaluate --dataset {dl20} --run {runs20}/bm25.run", "{tmp}/cachefile is not a folder",
+       files={"cachefile": NOTES}, env={"RANK_DISTILLM_CACHE": "{tmp}/cachefile/sub", "_RANK_DISTILLM_IRDS": "1"}),
+    _h(10, "garbage parquet", EVALUATE.replace("r.run", "r.parquet"), "{tmp}/r.parquet: not a parquet file",
+       files={"r.parquet": NOTES}),
+    _h(10, "replay log response a number", REPLAY.replace("{log}", "{tmp}/r.jsonl") + " --out {tmp}/x.run",
+       "{tmp}/r.jsonl line 1: response must be the LLM's answer as text, not int", files={"r.jsonl": _jsonl(_window(response=3))}),
+    _h(10, "replay log response a list", REPLAY.replace("{log}", "{tmp}/r.jsonl") + " --out {tmp}/x.run",
+       "{tmp}/r.jsonl line 1: response must be the LLM's answer as text, not list",
+       files={"r.jsonl": _jsonl(_window(response=[2, 1]))}),
+]
+CASES += HOSTILE
+
+
 # --------------------------------------------------------------------------- the harness
 
 
@@ -256,10 +395,20 @@ def read_only_dir(tmp_path_factory):
 
 def _tree(folder: Path) -> dict[str, str]:
     """Every file and folder below ``folder`` with a hash of its bytes (folders: 'dir')."""
+    import stat
+
     out = {}
     for p in sorted(folder.rglob("*")):
         rel = str(p.relative_to(folder))
-        out[rel] = "dir" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
+        mode = os.lstat(p).st_mode
+        if stat.S_ISLNK(mode):
+            out[rel] = "link -> " + os.readlink(p)  # never followed: it may loop or lead outside
+        elif stat.S_ISDIR(mode):
+            out[rel] = "dir"
+        elif stat.S_ISREG(mode):
+            out[rel] = hashlib.sha256(p.read_bytes()).hexdigest()
+        else:
+            out[rel] = f"special {stat.S_IFMT(mode):o}"  # a FIFO: never opened (it would block)
     return out
 
 
@@ -282,6 +431,15 @@ def run_cli(argv: list[str], limit_s: int = 120) -> int:
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def _regular(path: str) -> bool:
+    import stat
+
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
 
 
 def _digest(path: Path) -> str:
@@ -312,11 +470,13 @@ def test_bad_input_ends_in_one_clear_line(case, paths, tmp_path, monkeypatch, ca
         target.parent.mkdir(parents=True, exist_ok=True)
         content = content(values) if callable(content) else content
         target.write_bytes(content if isinstance(content, bytes) else content.encode())
+    if case.setup is not None:
+        case.setup(tmp_path)
     for key, value in case.env.items():
         monkeypatch.setenv(key, value.format(**fill))
     monkeypatch.chdir(tmp_path)
     argv = shlex.split(case.argv.format(**fill))
-    inputs = {a: _digest(Path(a)) for a in argv if os.path.isfile(a)}
+    inputs = {a: _digest(Path(a)) for a in argv if _regular(a)}
     before = _tree(tmp_path)
     held = None
     if case.lock:
@@ -325,7 +485,9 @@ def test_bad_input_ends_in_one_clear_line(case, paths, tmp_path, monkeypatch, ca
         held = open(tmp_path / case.lock, "rb")
         fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     try:
-        rc = run_cli(argv)
+        t0 = time.monotonic()
+        rc = run_cli(argv, case.limit_s)
+        took = time.monotonic() - t0
     finally:
         if held is not None:
             held.close()
@@ -337,6 +499,7 @@ def test_bad_input_ends_in_one_clear_line(case, paths, tmp_path, monkeypatch, ca
     assert [line for line in lines if ": error: " in line] == [lines[-1]], err  # one error line, the last one
     assert lines[-1].startswith("rank-distillm"), lines[-1]
     assert case.message.format(**fill) in lines[-1]
+    assert took < case.limit_s
     assert _tree(tmp_path) == before, "the command left something behind or changed an input"
     assert {a: _digest(Path(a)) for a in inputs} == inputs
 
@@ -681,3 +844,181 @@ def test_without_an_atomic_exchange_a_swap_cut_in_half_is_put_back(tmp_path, mon
     assert (target / "v").read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["out"]
     outputs.replace_folder(target, lambda f: (f / "v").write_text("new"))
     assert (target / "v").read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+# --------------------------------------------------------------------------- issue 26, class 2: a hostile server
+
+import http.server  # noqa: E402
+import threading  # noqa: E402
+
+from rank_distillm import downloads, released, sources  # noqa: E402
+
+BODY = b"1030303 Q0 8726436 1 10.5 t\n" * 64  # 1,792 bytes
+
+
+class _Hostile(http.server.BaseHTTPRequestHandler):
+    """``/MODE/...``: ok, stall (no answer), stall-body (half the body, then nothing), trickle (a byte at a time),
+    big (announces 400 MB), big-unannounced (streams past any cap without a length), redirect (to ok), loop."""
+
+    stop = threading.Event()
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):  # noqa: N802 - the handler's name
+        mode, _, rest = self.path.lstrip("/").partition("/")
+        if mode == "stall":
+            self.stop.wait(30)
+            return
+        if mode in ("redirect", "loop"):
+            self.send_response(302)
+            self.send_header("Location", f"/{'ok' if mode == 'redirect' else 'loop'}/{rest}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.send_response(200)
+        if mode == "big":
+            self.send_header("Content-Length", str(400 * 10**6))
+        elif mode != "big-unannounced":
+            self.send_header("Content-Length", str(len(BODY)))
+        self.end_headers()
+        try:
+            if mode == "ok":
+                self.wfile.write(BODY)
+            elif mode == "stall-body":
+                self.wfile.write(BODY[:100])
+                self.wfile.flush()
+                self.stop.wait(30)
+            elif mode == "trickle":
+                for byte in BODY:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    if self.stop.wait(0.3):
+                        return
+            elif mode in ("big", "big-unannounced"):
+                for _ in range(20_000):  # up to 1.3 GB, if nobody stops reading
+                    self.wfile.write(b"x" * 65536)
+                    if self.stop.is_set():
+                        return
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+
+@pytest.fixture(scope="module")
+def hostile():
+    """The hostile server on 127.0.0.1 (only there), and small limits: 1 s per read, 3 s per file."""
+    _Hostile.stop.clear()
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hostile)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    _Hostile.stop.set()
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture
+def limits(monkeypatch):
+    monkeypatch.setenv(downloads.TIMEOUT_ENV, "1")
+    monkeypatch.setenv(downloads.DEADLINE_ENV, "3")
+
+
+def _source() -> sources.Source:
+    return sources.Source(repo="o/r", commit=COMMIT, path="x.run", bytes=len(BODY),
+                          sha256=hashlib.sha256(BODY).hexdigest(), convert="copy", to="x.run")
+
+
+def _nothing_but(folder: Path, *allowed: str) -> None:
+    left = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    assert left == sorted(allowed), left
+
+
+BAD_SERVERS = [("stall", "the server sent nothing for 1 s|timed out"), ("stall-body", "sent nothing for 1 s"),
+               ("trickle", "not complete after 3 s"), ("big", "announces 400000000 bytes, more than the 1792 expected"),
+               ("big-unannounced", "more than the 1792 bytes expected arrived"), ("loop", "HTTP 302|redirect")]
+
+
+@pytest.mark.parametrize("mode,message", BAD_SERVERS, ids=[m for m, _ in BAD_SERVERS])
+def test_a_hostile_server_fails_the_raw_file_in_seconds_and_leaves_no_part(hostile, limits, tmp_path, mode, message):
+    t0 = time.monotonic()
+    with pytest.raises(sources.SourceUnreachable, match=message):
+        sources.fetch(_source(), f"{hostile}/{mode}", tmp_path)
+    assert time.monotonic() - t0 < 10
+    _nothing_but(tmp_path)
+
+
+def test_a_redirect_is_followed_and_a_good_file_kept(hostile, limits, tmp_path):
+    assert sources.fetch(_source(), f"{hostile}/redirect", tmp_path)
+    assert (tmp_path / _source().key).read_bytes() == BODY
+    _nothing_but(tmp_path, _source().key)
+
+
+@pytest.mark.parametrize("mode,message", BAD_SERVERS[:3], ids=[m for m, _ in BAD_SERVERS[:3]])
+def test_data_download_from_a_hostile_server_is_one_line_in_seconds(hostile, limits, tmp_path, monkeypatch, capsys, mode,
+                                                                    message):
+    monkeypatch.setenv("RANK_DISTILLM_CACHE", str(tmp_path / "cache"))
+    t0 = time.monotonic()
+    rc = run_cli(["data", "download", "--out", str(tmp_path / "d"), "--base-url", f"{hostile}/{mode}", "--no-progress"], 10)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and err[0].startswith("rank-distillm data: error: could not fetch"), err
+    assert time.monotonic() - t0 < 10
+    assert not (tmp_path / "d").exists() and not list(tmp_path.glob(".d.partial-*"))
+    _nothing_but(tmp_path / "cache", "sources/.lock")  # the download area's lock, and no part
+
+
+def _github_spec(body: bytes = BODY) -> str:
+    return f"github:o/r/{COMMIT}/runs/x.run#{released.git_blob_id(body)}"
+
+
+@pytest.mark.parametrize("mode,message", [*BAD_SERVERS, ("ok-but-another-blob", "checksum mismatch")],
+                         ids=[m for m, _ in BAD_SERVERS] + ["wrong blob"])
+def test_a_github_spec_from_a_hostile_server_is_one_line_in_seconds(hostile, limits, tmp_path, monkeypatch, capsys, paths,
+                                                                   mode, message):
+    monkeypatch.setenv("RANK_DISTILLM_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(released, "GITHUB_MAX_BYTES", 10**6)  # no size is known: the cap, made small
+    monkeypatch.setenv(released.GITHUB_RAW_ENV, f"{hostile}/{mode.replace('-but-another-blob', '')}")
+    message = message.replace("1792 expected", "1000000 allowed").replace("1792 bytes expected", "1000000 bytes allowed")
+    spec = _github_spec(BODY + b"x" if mode == "ok-but-another-blob" else BODY)
+    t0 = time.monotonic()
+    rc = run_cli(["evaluate", "--dataset", DL19, "--run", spec], 10)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and err[0].startswith("rank-distillm evaluate: error: "), err
+    import re
+
+    assert re.search(message, err[0]), err[0]
+    assert time.monotonic() - t0 < 10
+    _nothing_but(tmp_path / "cache")
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077])
+def test_a_github_spec_is_fetched_once_verified_with_the_users_umask(hostile, limits, tmp_path, monkeypatch, mask):
+    import stat
+
+    monkeypatch.setenv("RANK_DISTILLM_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv(released.GITHUB_RAW_ENV, f"{hostile}/redirect")
+    previous = os.umask(mask)
+    try:
+        path = released.fetch_github(_github_spec())
+    finally:
+        os.umask(previous)
+    assert path == (tmp_path / "cache" / "github" / "o" / "r" / COMMIT / "runs" / "x.run").resolve()
+    assert path.read_bytes() == BODY and stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask
+    _nothing_but(tmp_path / "cache", str(path.relative_to((tmp_path / "cache").resolve())))
+    monkeypatch.setenv(released.GITHUB_RAW_ENV, f"{hostile}/stall")  # cached and verified: not fetched again
+    assert released.fetch_github(_github_spec()) == path
+    path.write_bytes(BODY.replace(b"10.5", b"99.9"))  # tampered: refused (the server now stalls) and never read
+    with pytest.raises(sources.SourceUnreachable):
+        released.fetch_github(_github_spec())
+    monkeypatch.setenv("RANK_DISTILLM_OFFLINE", "1")
+    with pytest.raises(data.DataError, match="forbids downloads"):
+        released.fetch_github(_github_spec())
+
+
+def test_the_download_limits_are_checked(monkeypatch):
+    monkeypatch.setenv(downloads.DEADLINE_ENV, "soon")
+    with pytest.raises(data.DataError, match="RANK_DISTILLM_DOWNLOAD_DEADLINE='soon' is not a number"):
+        downloads.deadline_s(10)
+    monkeypatch.setenv(downloads.DEADLINE_ENV, "")
+    assert downloads.deadline_s(10**7) == pytest.approx(220.0)  # 120 s + 1 s per 100 kB
+    assert downloads.timeout_s() == 30.0 or os.environ.get(downloads.TIMEOUT_ENV)

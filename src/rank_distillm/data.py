@@ -170,8 +170,10 @@ def setup_ir_datasets() -> Path | None:
     if not (stamp.exists() and stamp.read_text() == signature):
         tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".ir_datasets-"))
         shutil.copytree(source, tmp, dirs_exist_ok=True)
-        for p in (tmp, *tmp.rglob("*")):  # the source may be read-only; the copy must not be
-            p.chmod(p.stat().st_mode | 0o200)
+        umask = os.umask(0)
+        os.umask(umask)
+        for p in (tmp, *tmp.rglob("*")):  # the user's umask, and writable (the source may be read-only)
+            p.chmod(((0o777 if p.is_dir() else 0o666) & ~umask) | 0o200 | (0o100 if p.is_dir() else 0))
         (tmp / ".source").write_text(signature)
         if target.exists():
             shutil.rmtree(target)

@@ -91,6 +91,7 @@ def fetch_to(url: str, target: str | os.PathLike, *, size: int | None = None, ma
     target = Path(target)
     name = what or url
     cap = size if size is not None else max_bytes
+    bound = "expected" if size is not None else "allowed"
     timeout, deadline = timeout_s(), deadline_s(size or max_bytes)
     target.parent.mkdir(parents=True, exist_ok=True)
     part = target.with_name(target.name + ".part")
@@ -108,7 +109,7 @@ def fetch_to(url: str, target: str | os.PathLike, *, size: int | None = None, ma
             length = response.headers.get("Content-Length") if hasattr(response, "headers") else None
             if cap is not None and length and length.strip().isdigit() and int(length) > cap:
                 raise SourceUnreachable(f"could not fetch {name}: the server announces {int(length)} bytes, "
-                                        f"more than the {cap} expected; nothing was kept")
+                                        f"more than the {cap} {bound}; nothing was kept")
             read = getattr(response, "read1", None) or response.read
             while True:
                 if time.monotonic() - start > deadline:
@@ -125,7 +126,7 @@ def fetch_to(url: str, target: str | os.PathLike, *, size: int | None = None, ma
                     break
                 got += len(chunk)
                 if cap is not None and got > cap:
-                    raise SourceUnreachable(f"could not fetch {name}: more than the {cap} bytes expected arrived; "
+                    raise SourceUnreachable(f"could not fetch {name}: more than the {cap} bytes {bound} arrived; "
                                             f"the transfer was stopped and nothing was kept")
                 try:
                     f.write(chunk)

@@ -221,6 +221,10 @@ def load_profile(name: str = DEFAULT_PROFILE, overrides: dict[str, Any] | None =
         path = VARIANT_DIR / f"{name}.yaml"
         if not path.is_file():
             path = Path(name).expanduser()
+        if os.path.lexists(path) and not path.is_file():
+            from .data import input_file
+
+            input_file(path, "profile file")  # a folder, FIFO or symlink loop: say so, not "unknown"
         if not path.is_file():
             variants = sorted(p.stem for p in VARIANT_DIR.glob("*.yaml"))
             raise ValueError(f"unknown profile {name!r}: use one of {PROFILES + tuple(variants)} or the path of a YAML file")

@@ -104,14 +104,20 @@ def read_table(path: str | os.PathLike):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"released data file not found: {path}")
-    names = pq.read_schema(path).names
+    from .data import input_file
+
+    path = input_file(Path(path), "released data file")
+    try:
+        names = pq.read_schema(path).names
+    except (pa.ArrowException, OSError) as error:
+        raise DataError(f"{path}: not a parquet file ({' '.join(str(error).split())[:200]})") from None
     missing = [c for c in COLUMNS if c not in names]
     if missing:
         raise DataError(f"{path}: missing column(s) {', '.join(missing)} (has {', '.join(names)})")
-    table = pq.read_table(path, columns=list(COLUMNS))
+    try:
+        table = pq.read_table(path, columns=list(COLUMNS))
+    except (pa.ArrowException, OSError) as error:
+        raise DataError(f"{path}: the parquet file cannot be read ({' '.join(str(error).split())[:200]})") from None
     # large strings: the ColBERTv2 run's ids are more than the 2 GB a plain string array may hold
     return table.cast(pa.schema([("qid", pa.large_string()), ("docno", pa.large_string()), ("score", pa.float64())]))
 

@@ -290,10 +290,11 @@ def convert(raw: Path, out: Path) -> None:
         _write_bytes(out / path, text.encode("utf-8"))
 
 
-def check_outputs(out: Path) -> None:
-    """Every converted file has the size and sha256 of ``outputs`` (decompressed for ``.gz``), and no other file exists."""
+def check_outputs(out: Path, extra: tuple[str, ...] = ()) -> None:
+    """Every converted file has the size and sha256 of ``outputs`` (decompressed for ``.gz``), and no other file
+    exists (but ``extra``)."""
     expected = catalogue()["outputs"]
-    present = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()}
+    present = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()} - set(extra)
     if present != set(expected):
         raise DataError(f"the conversion made {sorted(present - set(expected))} and lacks {sorted(set(expected) - present)}")
     for path, spec in expected.items():
@@ -373,10 +374,40 @@ def _locked(folder: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def is_built(folder: Path) -> bool:
-    """Whether ``folder`` is a data folder built from these sources (its manifest says so)."""
-    path = Path(folder) / "MANIFEST.txt"
-    return path.is_file() and path.read_text(encoding="utf-8") == manifest()
+def is_built(folder: Path, verify: bool = False) -> bool:
+    """Whether ``folder`` is a data folder built from these sources.
+
+    Its manifest must say so and every converted file must be there with its size (cheap:
+    what finding the data folder checks each time); with ``verify``, every file's checksum
+    too and no other file (:func:`check_outputs`; what ``data download`` checks before it
+    calls a folder done), so that an edited folder is not taken for a built one.
+    """
+    folder = Path(folder)
+    path = folder / "MANIFEST.txt"
+    try:
+        if not (path.is_file() and path.read_text(encoding="utf-8") == manifest()):
+            return False
+        for name, spec in catalogue()["outputs"].items():
+            target = folder / name
+            if not target.is_file() or (not name.endswith(".gz") and target.stat().st_size != spec["bytes"]):
+                return False
+        if verify:
+            check_outputs(folder, extra=("MANIFEST.txt", "README.md"))
+    except (OSError, UnicodeDecodeError, DataError):
+        return False
+    return True
+
+
+def _stale_partials(out: Path) -> list[Path]:
+    """The temporary folders of builds of ``out`` whose process no longer runs (``.NAME.partial-PID-...``)."""
+    from .outputs import _pid_alive
+
+    stale = []
+    for p in out.parent.glob(f".{out.name}.partial-*"):
+        pid = p.name[len(f".{out.name}.partial-"):].split("-", 1)[0]
+        if not pid.isdigit() or not _pid_alive(int(pid)):  # no PID: a build from before they were named
+            stale.append(p)
+    return stale
 
 
 def download(out: str | os.PathLike, url: str | None = None, *, raw: str | os.PathLike | None = None,
@@ -395,11 +426,12 @@ def download(out: str | os.PathLike, url: str | None = None, *, raw: str | os.Pa
     t0 = time.perf_counter()
     with _locked(raw):
         if out.exists():
-            if is_built(out):
+            if is_built(out, verify=True):
                 built.existed = True
                 return built
             if not replace:
-                raise DataError(f"{out} exists and is not a data folder built from these sources; remove it or choose another --out")
+                raise DataError(f"{out} exists and is not a data folder built from these sources (or its files were "
+                                f"changed since); remove it or choose another --out")
         with tqdm(total=built.bytes, unit="B", unit_scale=True, desc="data sources", disable=not progress,
                   dynamic_ncols=True) as bar:
             for s in sources():
@@ -409,9 +441,9 @@ def download(out: str | os.PathLike, url: str | None = None, *, raw: str | os.Pa
                 else:
                     built.reused += 1
         out.parent.mkdir(parents=True, exist_ok=True)
-        for stale in out.parent.glob(f".{out.name}.partial-*"):  # left by a killed run (we hold the lock)
+        for stale in _stale_partials(out):  # left by killed runs; another live build's (another cache) is kept
             shutil.rmtree(stale, ignore_errors=True)
-        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-"))
+        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-{os.getpid()}-"))
         try:
             convert(raw, tmp)
             check_outputs(tmp)
@@ -420,8 +452,15 @@ def download(out: str | os.PathLike, url: str | None = None, *, raw: str | os.Pa
             umask = os.umask(0)
             os.umask(umask)
             tmp.chmod(0o777 & ~umask)
+            if out.exists() and not replace:  # another build (another download area) finished first
+                shutil.rmtree(tmp, ignore_errors=True)
+                if is_built(out, verify=True):
+                    built.existed = True
+                    return built
+                raise DataError(f"{out} appeared while this download ran and is not a data folder built from "
+                                f"these sources; remove it or choose another --out")
             if out.exists():  # replace=True: set the old folder aside, then swap
-                old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-old-"))
+                old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.partial-{os.getpid()}-old-"))
                 os.replace(out, old / out.name)
                 os.replace(tmp, out)
                 shutil.rmtree(old, ignore_errors=True)
