@@ -20,6 +20,7 @@ import math
 import os
 import random
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -1022,3 +1023,150 @@ def test_the_download_limits_are_checked(monkeypatch):
     monkeypatch.setenv(downloads.DEADLINE_ENV, "")
     assert downloads.deadline_s(10**7) == pytest.approx(220.0)  # 120 s + 1 s per 100 kB
     assert downloads.timeout_s() == 30.0 or os.environ.get(downloads.TIMEOUT_ENV)
+
+
+# --------------------------------------------------------------------------- issue 26, classes 7-10 below the command line
+
+
+def test_write_run_refuses_a_field_that_would_split_the_line_and_tags_are_sanitised(tmp_path):
+    for run, tag, message in [({"1": {"a b": 1.0}}, "t", "passage id 'a b' of query 1 holds ' '"),
+                              ({"1\n2": {"a": 1.0}}, "t", "query id '1\\n2' holds '\\n'"),
+                              ({"1": {"a": 1.0}}, "a\tb", "run tag 'a\\tb' holds '\\t'"),
+                              ({"1": {"": 1.0}}, "t", "passage id '' of query 1 is empty"),
+                              ({"1": {"a": float("nan")}}, "t", "score nan is not a finite number")]:
+        with pytest.raises(data.DataError) as error:
+            data.write_run(run, tmp_path / "r.run", tag=tag)
+        assert message in str(error.value)
+    assert not (tmp_path / "r.run").exists()
+    tag = data.run_tag("transformers-My Model\tv2\n")
+    assert tag == "transformers-My_Model_v2"
+    data.write_run({"1": {"a": 2.0, "b": 1.0}}, tmp_path / "r.run", tag=tag)
+    assert data.read_run(tmp_path / "r.run") == {"1": {"a": 2.0, "b": 1.0}}  # what it writes, it reads back
+
+
+def test_ties_are_evaluated_in_the_order_the_run_states(paths, tmp_path):
+    """Our rule: by score, equal scores in the order of the rank column (teach and rerank write them so).
+
+    ir_measures and trec_eval break ties by docid instead; a run whose scores are all equal
+    is measured here exactly as the same order with distinct scores."""
+    from rank_distillm.evaluation import evaluate_run, per_query
+
+    run = data.read_run(paths["runs19"] / "bm25.run")
+    qid = next(iter(run))
+    order = list(run[qid])[::-1]  # the BM25 list upside down: its best passages at the bottom
+    tied = "".join(f"{qid} Q0 {d} {r} 1.0 t\n" for r, d in enumerate(order, start=1))
+    distinct = "".join(f"{qid} Q0 {d} {r} {len(order) - r}.0 t\n" for r, d in enumerate(order, start=1))
+    (tmp_path / "tied.run").write_text(tied)
+    (tmp_path / "distinct.run").write_text(distinct)
+    measures = ["nDCG@10", "RR(rel=2)@10", "AP(rel=2)"]
+    assert evaluate_run(tmp_path / "tied.run", DL19, measures) == evaluate_run(tmp_path / "distinct.run", DL19, measures)
+    stated = evaluate_run(tmp_path / "tied.run", DL19, ["nDCG@10"])["nDCG@10"]
+    assert per_query(tmp_path / "tied.run", DL19, ["nDCG@10"])["value"].iloc[0] == pytest.approx(stated)
+    # two passages of equal score, a relevant one and an irrelevant one: the stated order decides
+    import ir_measures
+
+    qrels = data.load_qrels(DL19)[qid]
+    relevant, irrelevant = max(qrels, key=qrels.get), min(qrels, key=qrels.get)
+    first, last = ({qid: {relevant: 1.0, irrelevant: 1.0}}, {qid: {irrelevant: 1.0, relevant: 1.0}})
+    assert evaluate_run(first, DL19, ["nDCG@10"])["nDCG@10"] > evaluate_run(last, DL19, ["nDCG@10"])["nDCG@10"]
+    ndcg = [ir_measures.parse_measure("nDCG@10")]
+    assert ir_measures.calc_aggregate(ndcg, {qid: qrels}, first) == ir_measures.calc_aggregate(ndcg, {qid: qrels}, last)
+    assert data.stated_order({"q": {"b": 1.0, "a": 1.0, "c": 2.0}}) == {"q": {"c": 3.0, "b": 2.0, "a": 1.0}}
+
+
+def test_the_books_runs_keep_their_reference_figures_with_stated_ties():
+    from rank_distillm.evaluation import evaluate_run
+
+    for rel, value in data.REFERENCE_NDCG10.items():
+        dataset = DL19 if "2019" in rel else DL20
+        assert evaluate_run(f"{{data}}/{rel}", dataset, ["nDCG@10"])["nDCG@10"] == pytest.approx(value, abs=5e-5), rel
+
+
+def test_a_full_disk_names_the_file(tmp_path, monkeypatch):
+    import errno
+
+    from rank_distillm.cli import error_message
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError) as error:
+        data.write_run({"1": {"a": 1.0}}, tmp_path / "r.run")
+    line = error_message(error.value)
+    assert line.startswith(f"{tmp_path / 'r.run'}: No space left on device; free some space"), line
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077])
+def test_the_ir_datasets_copy_gets_the_users_umask(data_dir, tmp_path, monkeypatch, mask):
+    import stat
+
+    for name in ("IR_DATASETS_HOME", "_RANK_DISTILLM_IRDS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("RANK_DISTILLM_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "cache").mkdir()
+    previous = os.umask(mask)
+    try:
+        home = data.setup_ir_datasets()
+    finally:
+        os.umask(previous)
+    modes = {stat.S_IMODE(p.stat().st_mode) for p in home.rglob("*") if p.is_file()}
+    folders = {stat.S_IMODE(p.stat().st_mode) for p in (home, *home.rglob("*")) if p.is_dir()}
+    assert modes == {0o666 & ~mask} and folders == {0o777 & ~mask}
+
+
+def test_an_edited_data_folder_is_not_already_built(data_dir, tmp_path, monkeypatch):
+    from rank_distillm import sources
+
+    copy = tmp_path / "d"
+    shutil.copytree(data_dir, copy)
+    for p in copy.rglob("*"):
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    (copy / "MANIFEST.txt").write_text(sources.manifest(), encoding="utf-8")  # as data download writes it
+    assert sources.is_built(copy) and sources.is_built(copy, verify=True)
+    run = copy / "runs/trec-dl-2019/bm25.run"
+    run.write_text(run.read_text().replace(" 1 ", " 1 ", 1).replace("Q0", "Q1", 1))  # same size, other bytes
+    assert sources.is_built(copy) and not sources.is_built(copy, verify=True)
+    monkeypatch.setenv("RANK_DISTILLM_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(data.DataError, match="is not a data folder built from these sources .or its files were changed"):
+        sources.download(copy, "http://127.0.0.1:9", progress=False)
+
+
+def test_a_live_builds_partial_folder_is_kept_and_a_dead_ones_removed(tmp_path):
+    from rank_distillm import sources
+
+    out = tmp_path / "d"
+    live = tmp_path / ".d.partial-1-abc"  # PID 1 always runs
+    dead = tmp_path / f".d.partial-{_dead_pid()}-abc"
+    old = tmp_path / ".d.partial-xyz"  # from before partials were named by PID
+    for p in (live, dead, old):
+        p.mkdir()
+    assert sorted(sources._stale_partials(out)) == sorted([dead, old])
+
+
+@pytest.mark.parametrize("line,message", [("264014 Q0\n", "line 3: expected 4 fields 'qid 0 docid grade', got 2"),
+                                          ("264014 Q0 4834547 x\n", "line 3: the grade 'x' is not a whole number")])
+def test_a_bad_qrels_line_is_one_line_naming_the_file_and_line(data_dir, tmp_path, line, message):
+    folder = tmp_path / "data"
+    shutil.copytree(data_dir / "ir_datasets", folder / "ir_datasets")
+    qrels = folder / "ir_datasets/msmarco-passage/trec-dl-2019/qrels"
+    qrels.chmod(0o644)
+    lines = qrels.read_text().splitlines(keepends=True)
+    qrels.write_text("".join(lines[:2] + [line] + lines[3:]))
+    env = {k: v for k, v in os.environ.items() if k not in ("IR_DATASETS_HOME", "_RANK_DISTILLM_IRDS")}
+    env.update(RANK_DISTILLM_DATA=str(folder), RANK_DISTILLM_CACHE=str(tmp_path / "cache"))
+    done = subprocess.run([sys.executable, "-m", "rank_distillm.cli", "evaluate", "--dataset", DL19, "--run",
+                           str(data_dir / "runs/trec-dl-2019/bm25.run")], env=env, capture_output=True, text=True, timeout=60)
+    err = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(err) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "/qrels " + message in err[0] and DL19 in err[0], err[0]
+
+
+def test_a_cycle_or_bomb_in_a_set_value_is_refused():
+    from rank_distillm.profiles import ProfileError, load_profile
+
+    cyclic: dict = {}
+    cyclic["x"] = cyclic
+    with pytest.raises(ProfileError, match="contains itself"):
+        load_profile("smoke", {"data.datasets": cyclic})

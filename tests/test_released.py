@@ -76,21 +76,22 @@ def test_top_lists_keep_each_querys_best_first(runs_dir):
 
 
 def test_github_files_are_checked_against_their_git_blob_id(tmp_path, monkeypatch):
+    COMMIT = "0123abc" + "0" * 33  # a full commit id: a spec pins one
     content = b"19335 Q0 8412684 1 32.25 bm25\n19335 Q0 7267248 2 28.07 bm25\n"
     blob = released.git_blob_id(content)
     if shutil.which("git"):
         assert blob == subprocess.run(["git", "hash-object", "--stdin"], input=content, capture_output=True).stdout.decode().strip()
-    mirror = tmp_path / "mirror" / "owner/repo/0123abc/data"
+    mirror = tmp_path / "mirror" / f"owner/repo/{COMMIT}/data"
     mirror.mkdir(parents=True)
     (mirror / "x.run").write_bytes(content)
     monkeypatch.setenv(released.GITHUB_RAW_ENV, (tmp_path / "mirror").as_uri())
     monkeypatch.setenv("RANK_DISTILLM_CACHE", str(tmp_path / "cache"))
     with pytest.raises(data.DataError, match="checksum mismatch"):
-        data.read_run(f"github:owner/repo/0123abc/data/x.run#{'0' * 40}")
-    assert not (tmp_path / "cache/github/owner/repo/0123abc/data/x.run").exists()  # nothing kept
-    run = data.read_run(f"github:owner/repo/0123abc/data/x.run#{blob}")
+        data.read_run(f"github:owner/repo/{COMMIT}/data/x.run#{'0' * 40}")
+    assert not (tmp_path / f"cache/github/owner/repo/{COMMIT}/data/x.run").exists()  # nothing kept
+    run = data.read_run(f"github:owner/repo/{COMMIT}/data/x.run#{blob}")
     assert run.ranking("19335") == ["8412684", "7267248"]
-    assert (tmp_path / "cache/github/owner/repo/0123abc/data/x.run").read_bytes() == content
+    assert (tmp_path / f"cache/github/owner/repo/{COMMIT}/data/x.run").read_bytes() == content
 
 
 # --------------------------------------------------------------------------- the paper's stage 1
