@@ -153,12 +153,12 @@ def fetch(source: Source, url: str, folder: Path, bar=None) -> bool:
             bar.update(source.bytes)
         return False
     location = source.url(url)
-    what = f"{source.path} ({source.repo} @ {source.commit[:12]}, from {location})"
+    what = f"{location} ({source.path}, {source.repo} @ {source.commit[:12]})"
 
     def check(part: Path) -> None:
         digest = sha256_of(part)
         if digest != source.sha256:
-            raise ChecksumMismatch(f"{what}: expected {source.bytes} bytes with sha256 {source.sha256}, got "
+            raise ChecksumMismatch(f"{source.path} ({source.repo} @ {source.commit[:12]}, from {location}): expected {source.bytes} bytes with sha256 {source.sha256}, got "
                                    f"{part.stat().st_size} bytes with sha256 {digest}; the file was discarded")
 
     fetch_to(location, target, size=source.bytes, check=check, what=what,
