@@ -328,6 +328,10 @@ HOSTILE = [
     _h(4, "build-dataset out is a FIFO", BUILD + " --out {tmp}/lists", "--out {tmp}/lists is a FIFO", setup=_fifo("lists")),
     _h(4, "train out is a symlink loop", TRAIN_OUT.replace("/o", "/loop"), "--out {tmp}/loop: a loop of symbolic links",
        setup=_loop("loop")),
+    _h(4, "data download out is a symlink loop", "data download --out {tmp}/loop --no-progress",
+       "--out {tmp}/loop: a loop of symbolic links", setup=_loop("loop"), env=IN_CACHE),
+    _h(4, "data download out is a FIFO", "data download --out {tmp}/fifo --no-progress",
+       "--out {tmp}/fifo exists and is not a folder", setup=lambda t: (_cache(t), _fifo("fifo")(t)), env=IN_CACHE),
     # 5. one line, not a traceback
     _h(5, "window log nested 200,000 deep", LIVE, "{tmp}/w.jsonl line 1: JSON nested too deeply", files={"w.jsonl": DEEP}),
     _h(5, "profile alias bomb in an open field", "train --profile {tmp}/p.yaml", "{tmp}/p.yaml: its aliases expand to more than",

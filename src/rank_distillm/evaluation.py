@@ -3,7 +3,10 @@
 - :func:`rerank` re-orders candidate lists with any ``CrossEncoder`` (or, as a zero-shot
   baseline, a ``SentenceTransformer`` bi-encoder: cosine similarity);
   :func:`rerank_cached` does the same once per model and candidate set.
-- :func:`evaluate_run` and :func:`per_query` measure one run.
+- :func:`evaluate_run` and :func:`per_query` measure one run, in exactly the order it states:
+  by score, and passages of equal score in the order of the file's rank column (the order
+  ``teach`` and ``rerank`` give them), where ``ir_measures`` and ``trec_eval`` would break
+  ties by docid (:func:`rank_distillm.data.stated_order`).
 - :func:`compare` measures several runs over the same queries, tests each against a
   baseline (paired two-sided t-tests on per-query nDCG@10, Holm-corrected; see
   :mod:`rank_distillm.significance`) and measures agreement with it (Kendall's tau, nDCG@10

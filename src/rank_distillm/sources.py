@@ -419,7 +419,13 @@ def download(out: str | os.PathLike, url: str | None = None, *, raw: str | os.Pa
     existing ``out`` is an error (nothing is overwritten), unless ``replace`` (the package's
     own cache, built from older sources), when the new folder takes its place once complete.
     """
-    out = Path(out).expanduser().resolve()
+    given = Path(out).expanduser()
+    try:
+        out = given.resolve()
+    except (OSError, RuntimeError):  # a loop of symbolic links (RuntimeError before Python 3.13)
+        raise DataError(f"--out {given}: a loop of symbolic links; give a real path") from None
+    if os.path.lexists(out) and not out.is_dir():
+        raise DataError(f"--out {given} exists and is not a folder (a file, FIFO or broken link); give a new folder")
     url = base_url(url)
     raw = Path(raw).expanduser().resolve() if raw else raw_dir()
     built = Built(out, url, bytes=total_bytes())
