@@ -278,6 +278,17 @@ def _link_out_of_cache(tmp: Path) -> None:
     os.symlink(tmp / "outside", tmp / "cache" / "github" / "a" / "b")
 
 
+def _odd_response(value):
+    """The stored replay log with its first window's answer replaced by ``value`` (not text)."""
+    def make(paths) -> bytes:
+        lines = paths["log"].read_bytes().split(b"\n")
+        first = json.loads(lines[0])
+        assert (first["qid"], first["window"]) == ("23849", 0)
+        first["response"] = value
+        return b"\n".join([json.dumps(first).encode(), *lines[1:]])
+    return make
+
+
 BOMB = "base: smoke\ndata:\n  datasets:\n    l0: &l0 [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
     f"    l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]\n" for i in range(1, 9))
 DEEP = '{"qid": "1", "window": 0, "docids": [], "response": ' + "[" * 200_000 + "]" * 200_000 + "}\n"
@@ -371,10 +382,11 @@ HOSTILE = [
     _h(10, "garbage parquet", EVALUATE.replace("r.run", "r.parquet"), "{tmp}/r.parquet: not a parquet file",
        files={"r.parquet": NOTES}),
     _h(10, "replay log response a number", REPLAY.replace("{log}", "{tmp}/r.jsonl") + " --out {tmp}/x.run",
-       "{tmp}/r.jsonl line 1: response must be the LLM's answer as text, not int", files={"r.jsonl": _jsonl(_window(response=3))}),
-    _h(10, "replay log response a list", REPLAY.replace("{log}", "{tmp}/r.jsonl") + " --out {tmp}/x.run",
-       "{tmp}/r.jsonl line 1: response must be the LLM's answer as text, not list",
-       files={"r.jsonl": _jsonl(_window(response=[2, 1]))}),
+       "{tmp}/r.jsonl: no answer for query 23849, window 1", files={"r.jsonl": _odd_response(3)}),
+    _h(10, "replay log response a number names its line", REPLAY.replace("{log}", "{tmp}/r.jsonl") + " --out {tmp}/x.run",
+       "line 1 (window 0) answers with int 3, not text", files={"r.jsonl": _odd_response(3)}),
+    _h(10, "replay log response a list names its line", REPLAY.replace("{log}", "{tmp}/r.jsonl") + " --out {tmp}/x.run",
+       "line 1 (window 0) answers with list [2, 1], not text", files={"r.jsonl": _odd_response([2, 1])}),
 ]
 CASES += HOSTILE
 

@@ -385,6 +385,14 @@ class ReplayBackend(Backend):
                 logged = sorted({int(rec["window"]) for (q, _), rec in self.answers.items() if q == r.qid})
                 hint = (f"it holds windows {logged} of this query for other passages or orders"
                         if logged else "it holds no window of this query")
+                odd = sorted((rec for (q, _), rec in self.answers.items()
+                              if q == r.qid and not isinstance(rec["response"], str) and int(rec["window"]) < r.window),
+                             key=lambda rec: rec.get("_line", 0))
+                if odd:  # an answer that is not text ranks nothing: the windows after it differ from the log's
+                    first = odd[0]
+                    hint += (f"; line {first.get('_line', '?')} (window {first['window']}) answers with "
+                             f"{type(first['response']).__name__} {str(first['response'])[:40]}, not text, which "
+                             f"ranks nothing, so the windows after it cannot be the logged ones: fix that line")
                 question = ("Are the candidates, depth, window and stride those the log was made with?"
                             if self.torn_line is None else
                             f"Its last line (line {self.torn_line}) is cut off, as a job that was interrupted "
