@@ -1,0 +1,220 @@
+"""What the book found, in words and as a scorecard, generated from the measured figures.
+
+The chapters measure; this module says what the measurements mean, so that the sentences a
+reader sees first stay true when the figures change. Every function is pure: it takes plain
+numbers (or the per-query scores they come from) and returns sentences or rows.
+
+- :func:`kfold_figures`: the k-fold student against its control (the untrained student), the
+  zero-shot bi-encoder, the teacher and BM25 on the same queries: mean differences with their
+  95% intervals, Holm-corrected paired t-tests against the student (the paper's direction), and
+  paired TOSTs (:func:`rank_distillm.significance.tost_paired`) for equivalence with the teacher
+  and with the untrained student;
+- :func:`kfold_outcome`: those figures as a paragraph, the control first;
+- :func:`scorecard`: one row per claim of the paper (``claim``, ``paper``, ``book``,
+  ``setting``, ``status``), the status computed from the figures;
+- :func:`found`: the "What this book found" paragraph: the outcome and the scorecard's tally.
+
+The paper's figures are quoted from Schlatt et al. (ECIR 2025) and labelled as the paper's.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+from .efficiency.report import PAPER_MEMORY_RATIO, PAPER_SPEEDUP
+
+REPRODUCED, NOT_AT_THIS_SCALE, NEEDS_GPU = "reproduced", "not at this scale", "needs the gpu profile"
+STATUSES = (REPRODUCED, NOT_AT_THIS_SCALE, NEEDS_GPU)
+
+# The paper's figures (quoted, not measured here): nDCG@10, mean of DL19 and DL20 over BM25's
+# top-100, two stages, against the number of distillation queries and the teacher's depth.
+PAPER_CURVE = {1000: 0.606, 2000: 0.683, 5000: 0.705, 10000: 0.715}
+PAPER_DEPTH = {10: 0.681, 20: 0.704, 50: 0.714, 100: 0.715}
+# DL19, BM25 top-100 (the paper's Table 3): the student, its teacher, the labels-only model
+PAPER_STUDENT, PAPER_TEACHER, PAPER_LABELS_ONLY = 0.720, 0.719, 0.687
+# a measured ratio "reproduces" the paper's when it is within this factor of it: the hardware differs
+RATIO_TOLERANCE = 2.0
+
+OTHERS = ("untrained", "biencoder", "teacher", "bm25")
+
+
+def p_text(p: float) -> str:
+    """A p-value for reading: ``p < 0.001`` or ``p = 0.042``."""
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
+def ci_text(low: float, high: float) -> str:
+    """An interval of a difference, signed, three decimals: ``[-0.006, +0.006]``."""
+    return f"[{low:+.3f}, {high:+.3f}]"
+
+
+# --------------------------------------------------------------------------- the k-fold figures
+
+
+def kfold_figures(scores: "pandas.DataFrame", names: Mapping[str, str], margin: float,  # noqa: F821
+                  alpha: float = 0.05) -> dict:
+    """The k-fold student against the other systems on the same queries, as plain numbers.
+
+    ``scores``: per-query nDCG@10, one column per system (``crossval.CrossvalResult.scores``);
+    ``names``: the columns of ``student`` and of each of :data:`OTHERS`. The tests are the
+    paired t-tests of ``significance.paired_tests`` against the student (Holm over every other
+    column of ``scores``, as chapter 5's table); ``gain_<x>`` is the student's mean minus
+    ``x``'s, with its 95% interval. ``<x>_tost_p`` / ``<x>_equivalent``: the paired TOST of the
+    student against ``x`` (teacher and untrained) within ``margin``.
+    """
+    from .significance import paired_tests, tost_paired
+
+    missing = [k for k in ("student", *OTHERS) if names.get(k) not in scores.columns]
+    if missing:
+        raise ValueError(f"kfold_figures: no column for {missing} among {list(scores.columns)}")
+    student = names["student"]
+    tests = paired_tests(scores, baseline=student, alpha=alpha)
+    fig: dict = {"queries": int(len(scores)), "margin": float(margin), "alpha": float(alpha),
+                 "student": float(scores[student].mean())}
+    for key in OTHERS:
+        row = tests.loc[names[key]]
+        fig[key] = float(row["mean"])
+        fig[f"gain_{key}"] = -float(row["diff"])  # the student minus the system
+        fig[f"gain_{key}_low"], fig[f"gain_{key}_high"] = -float(row["diff_ci_high"]), -float(row["diff_ci_low"])
+        fig[f"gain_{key}_p"] = float(row["p_holm"])
+        fig[f"gain_{key}_significant"] = bool(row["significant"])
+    for key in ("teacher", "untrained"):
+        t = tost_paired(scores[student], scores[names[key]], margin, alpha)
+        fig[f"{key}_tost_p"], fig[f"{key}_equivalent"] = t["p"], t["equivalent"]
+    fig["untrained_gain_bm25"] = fig["untrained"] - fig["bm25"]
+    return fig
+
+
+def _against(fig: Mapping, key: str, label: str) -> str:
+    """``"BM25 scores 0.491, and the student is 0.083 above it (95% CI [+0.060, +0.106], p < 0.001)"``."""
+    gain = fig[f"gain_{key}"]
+    where = "above" if gain > 0 else "below"
+    how = "" if fig[f"gain_{key}_significant"] else ", not significantly"
+    return (f"{label} scores {fig[key]:.3f}, and the student is {abs(gain):.3f} {where} it{how} "
+            f"(95% CI {ci_text(fig[f'gain_{key}_low'], fig[f'gain_{key}_high'])}, {p_text(fig[f'gain_{key}_p'])})")
+
+
+def control_sentence(fig: Mapping) -> str:
+    """What distillation did: the student against the untrained student, its control."""
+    gain = fig["gain_untrained"]
+    if fig["gain_untrained_significant"]:
+        lead = "Distillation helped." if gain > 0 else "Distillation hurt."
+    else:
+        lead = "Distillation did not move the student."
+    text = (f"{lead} Over {fig['queries']} queries, each re-ranked by a student that never saw it, the k-fold "
+            f"student scores {fig['student']:.3f} nDCG@10. {_against(fig, 'untrained', 'The untrained student')}.")
+    if fig["untrained_equivalent"]:
+        text += f" The two are equivalent within ±{fig['margin']:.2f} (TOST {p_text(fig['untrained_tost_p'])})."
+    return text
+
+
+def teacher_sentence(fig: Mapping, teacher: str = "the teacher") -> str:
+    """Does the student reach the teacher? Equivalence (TOST), not a non-significant t-test, decides."""
+    margin, tost = fig["margin"], p_text(fig["teacher_tost_p"])
+    against = _against(fig, "teacher", f"The teacher, {teacher},")
+    if fig["teacher_equivalent"]:
+        return f"The student reaches its teacher. {against}. They are equivalent within ±{margin:.2f} (TOST {tost})."
+    if fig["gain_teacher_significant"] and fig["gain_teacher"] > 0:
+        return f"The student beats its teacher. {against}."
+    if fig["gain_teacher_significant"]:
+        return (f"The student does not reach its teacher. {against}. "
+                f"Equivalence within ±{margin:.2f} is not shown either (TOST {tost}).")
+    return (f"{against}. That is not equivalence: the TOST within ±{margin:.2f} does not show it ({tost}). "
+            f"Not significantly different is not the same as equivalent.")
+
+
+def kfold_outcome(fig: Mapping, teacher: str = "the teacher", curve_spread: float | None = None) -> str:
+    """The k-fold figures as a paragraph: the control first, then BM25, the bi-encoder and the teacher."""
+    sentences = [control_sentence(fig), f"{_against(fig, 'bm25', 'BM25')}."]
+    if fig["untrained_gain_bm25"] > 0:
+        sentences.append(f"The untrained student already starts {fig['untrained_gain_bm25']:.3f} above BM25.")
+    sentences.append(f"{_against(fig, 'biencoder', 'The zero-shot bi-encoder of the same backbone')}.")
+    sentences.append(teacher_sentence(fig, teacher))
+    if curve_spread is not None:
+        sentences.append(f"Every point of the data-size curve lies within {curve_spread:.3f} nDCG@10 of the untrained student.")
+    return " ".join(sentences)
+
+
+# --------------------------------------------------------------------------- the scorecard
+
+
+def ratio_status(book: float | None, paper: float, measured: bool) -> str:
+    """A "times faster / smaller" claim: reproduced when a measured ratio is within
+    :data:`RATIO_TOLERANCE` of the paper's (or beyond it); an estimate needs the gpu profile."""
+    if book is None or not measured:
+        return NEEDS_GPU
+    return REPRODUCED if book >= paper / RATIO_TOLERANCE else NOT_AT_THIS_SCALE
+
+
+def scorecard(fig: Mapping, *, teacher: str, setting: str, curve: Mapping[str, float], curve_queries: str,
+              speed: Mapping, memory: Mapping) -> list[dict]:
+    """One row per claim of the paper: ``claim``, ``paper`` (quoted), ``book``, ``setting``, ``status``.
+
+    ``fig``: :func:`kfold_figures`; ``setting``: the book's k-fold setting in words; ``curve``:
+    the data-size curve (training queries as text -> pooled nDCG@10), ``curve_queries`` its
+    range in words; ``speed`` / ``memory``: ``{"ratio", "measured" (bool), "setting"}`` for the
+    student against the teacher that labelled its data (``measured`` False: an estimate).
+    The depth, first-stage and two-stage findings need 10,000 teacher-ranked queries: the book
+    measures none of them in this setting, and their status says so.
+    """
+    reached = fig["teacher_equivalent"] or (fig["gain_teacher_significant"] and fig["gain_teacher"] > 0)
+    learned = fig["gain_untrained_significant"] and fig["gain_untrained"] > 0
+    points = list(curve.values())
+    rises = len(points) >= 2 and points[-1] > points[0]
+    rows = [
+        {"claim": "the students reach the teacher's effectiveness",
+         "paper": f"student {PAPER_STUDENT:.3f} vs RankZephyr {PAPER_TEACHER:.3f} (DL19, BM25 top-100)",
+         "book": (f"student {fig['student']:.3f} vs {teacher} {fig['teacher']:.3f}; "
+                  f"TOST ±{fig['margin']:.2f} {p_text(fig['teacher_tost_p'])}"),
+         "setting": setting, "status": REPRODUCED if reached else NOT_AT_THIS_SCALE},
+        {"claim": f"up to {PAPER_SPEEDUP:.0f}x faster than the LLM",
+         "paper": f"{PAPER_SPEEDUP:.0f}x (ELECTRA-base vs RankZephyr-7B, GPU)",
+         "book": f"{speed['ratio']:.0f}x" + ("" if speed["measured"] else " (estimated)"),
+         "setting": speed["setting"], "status": ratio_status(speed["ratio"], PAPER_SPEEDUP, speed["measured"])},
+        {"claim": f"up to {PAPER_MEMORY_RATIO:.0f}x less memory than the LLM",
+         "paper": f"{PAPER_MEMORY_RATIO:.0f}x (ELECTRA-base vs RankZephyr-7B, GPU)",
+         "book": f"{memory['ratio']:.0f}x" + ("" if memory["measured"] else " (estimated)"),
+         "setting": memory["setting"], "status": ratio_status(memory["ratio"], PAPER_MEMORY_RATIO, memory["measured"])},
+        {"claim": "more distillation queries, a better student",
+         "paper": " -> ".join(f"{v:.3f}" for v in PAPER_CURVE.values()) + " (1k -> 10k queries)",
+         "book": " -> ".join(f"{v:.3f}" for v in points) + f" ({curve_queries}); untrained {fig['untrained']:.3f}",
+         "setting": setting, "status": REPRODUCED if learned and rises else NOT_AT_THIS_SCALE},
+        {"claim": "the teacher's top-50 suffice (depth)",
+         "paper": ", ".join(f"top-{k} {v:.3f}" for k, v in PAPER_DEPTH.items()),
+         "book": "not measured", "setting": "needs 10,000 teacher-ranked queries", "status": NEEDS_GPU},
+        {"claim": "a strong first stage (ColBERTv2) makes better training lists than BM25",
+         "paper": "ColBERTv2 lists beat BM25 lists (the paper's data study)",
+         "book": "not measured", "setting": "the book's lists are over BM25 only", "status": NEEDS_GPU},
+        {"claim": "two stages (labels, then distillation) beat one",
+         "paper": f"labels only {PAPER_LABELS_ONLY:.3f}, both stages {PAPER_STUDENT:.3f} (DL19, BM25 top-100)",
+         "book": "not measured", "setting": "the cpu profile skips stage 1", "status": NEEDS_GPU},
+    ]
+    assert all(r["status"] in STATUSES for r in rows)
+    return rows
+
+
+def tally(rows: Sequence[Mapping]) -> str:
+    """The scorecard in one or two sentences: which claims each status holds."""
+    parts = []
+    for status, lead in ((REPRODUCED, "Reproduced here"), (NOT_AT_THIS_SCALE, "Not reproduced at this scale"),
+                         (NEEDS_GPU, "Left to the `gpu` profile")):
+        claims = [r["claim"] for r in rows if r["status"] == status]
+        if claims:
+            parts.append(f"{lead}: {'; '.join(claims)}.")
+    return " ".join(parts)
+
+
+def found(fig: Mapping, rows: Sequence[Mapping], *, teacher: str, training_queries: float, speed: Mapping) -> str:
+    """The "What this book found" paragraph: the k-fold outcome, the speed, the tally, what the gpu profile tests."""
+    sentences = [control_sentence(fig), teacher_sentence(fig, teacher)]
+    sentences.append(f"Against BM25 the student gains {fig['gain_bm25']:+.3f} nDCG@10, "
+                     f"the untrained student {fig['untrained_gain_bm25']:+.3f}.")
+    estimated = "" if speed["measured"] else "an estimated "
+    sentences.append(f"The student re-ranks {estimated}{speed['ratio']:.0f} times as fast as {teacher} ({speed['setting']}).")
+    if not (fig["gain_untrained_significant"] and fig["gain_untrained"] > 0):
+        sentences.append(f"Why: each student here learns from about {training_queries:.0f} queries; "
+                         f"the paper's learn from 10,000.")
+    sentences.append(tally(rows))
+    sentences.append("The `gpu` profile trains the paper's ELECTRA-base on its 10,000 released queries and times "
+                     "RankZephyr-7B for real: it tests the claims this machine cannot.")
+    return " ".join(sentences)
