@@ -101,17 +101,63 @@ def test_found_tallies_the_scorecard():
     fig = figures(0.0, 0.09)
     rows = findings.scorecard(fig, **kwargs())
     text = findings.found(fig, rows, teacher="RankVicuna-7B", training_queries=77.6, speed=kwargs()["speed"])
-    assert text.startswith("Distillation did not move the student.")
+    assert text.startswith("Distillation did not move the student. Over 60 TREC DL queries")
     assert "an estimated 570 times as fast as RankVicuna-7B" in text and "about 78 queries" in text
-    assert "Not reproduced at this scale: the students reach the teacher's effectiveness" in text
+    assert "It does not reach its teacher, RankVicuna-7B (0.640, p < 0.001), nor is it equivalent" in text
+    assert "It is below the zero-shot bi-encoder" in text
+    assert "Not reproduced at this scale: students reach the teacher; the data-size curve." in text
     assert "Reproduced here" not in text
     good = findings.scorecard(figures(0.1, 0.001), **kwargs(ratio=150.0, measured=True))
     text = findings.found(figures(0.1, 0.001), good, teacher="RankVicuna-7B", training_queries=77.6,
                           speed={"ratio": 150.0, "measured": True, "setting": "a GPU"})
-    assert "Reproduced here: the students reach the teacher's effectiveness" in text and "Why:" not in text
+    assert "Reproduced here: students reach the teacher; 173x faster; 24x less memory; the data-size curve." in text and "Why:" not in text
     assert "150 times as fast" in text and "estimated" not in text.split("times as fast")[0]
 
 
 def test_p_and_ci_text():
     assert findings.p_text(0.0004) == "p < 0.001" and findings.p_text(0.0421) == "p = 0.042"
     assert findings.ci_text(-0.0061, 0.006) == "[-0.006, +0.006]"
+
+
+def test_two_figures_says_whether_the_queries_are_the_same():
+    kfold = {"ndcg10": 0.5742, "queries": 97, "students": 5, "training_queries": 77.6}
+    same = findings.two_figures({"ndcg10": 0.5692, "queries": 97, "students": 2, "training_queries": 38}, kfold)
+    other = findings.two_figures({"ndcg10": 0.61, "queries": 5, "students": 1, "training_queries": 4}, kfold)
+    assert "the same 97 queries" in same and "differ by -0.0050" in same and "about 78 queries" in same
+    assert "5 and 97 queries" in other and "differ by +0.0358" in other
+
+
+def test_kfold_table_rows_and_years():
+    frame = scores(0.0, 0.09)
+    year = {q: ("dl19" if q < 30 else "dl20") for q in frame.index}
+    table = findings.kfold_table(frame, NAMES, year, margin=0.02)
+    assert list(table.index) == ["student", "untrained", "bi", "teacher", "bm25"]
+    assert table.loc["teacher", "nDCG@10 DL19"] == pytest.approx(frame["teacher"][:30].mean())
+    assert table.loc["teacher", "equivalent"] == "no" and table.loc["untrained", "equivalent"] == "yes"
+    assert table.loc["teacher", "p (Holm)"] == "p < 0.001" and pd.isna(table.loc["student", "p (Holm)"])
+    assert table.loc["teacher", "student minus system"] == pytest.approx(-0.09)
+
+
+def test_year_sentence_separates_no_difference_from_equivalence():
+    unclear = {"equivalent": False, "margin": 0.02, "p": 0.31}
+    text = findings.year_sentence("DL19", 43, "the student", "RankVicuna-7B", -0.04, 0.085, False, unclear)
+    assert "not equivalent either" in text and "p = 0.085" in text and "p = 0.310" in text
+    same = findings.year_sentence("DL19", 43, "the student", "RankVicuna-7B", -0.001, 0.9, False,
+                                  {"equivalent": True, "margin": 0.02, "p": 0.01})
+    assert "are equivalent" in same
+    assert findings.year_sentence("DL19", 43, "s", "t", -0.1, 0.001, True, unclear).endswith("Holm).")
+
+
+def test_tradeoff_sentence_names_the_dominant_system():
+    dominates = findings.tradeoff_sentence("the bi-encoder", 0.62, 0.5, "the student", 0.57, 1.0)
+    assert dominates.startswith("the bi-encoder is both faster and more effective") and "dominates the student" in dominates
+    assert "trade-off" in findings.tradeoff_sentence("the bi-encoder", 0.55, 0.5, "the student", 0.57, 1.0)
+    assert findings.tradeoff_sentence("a", 0.5, 2.0, "b", 0.6, 1.0).startswith("b is both faster and more effective than a")
+
+
+def test_headline_ratios_prefer_a_real_measurement():
+    comparison = pd.DataFrame({"speed-up": [570.0, 160.0], "memory ratio": [40.0, 30.0]}, index=["this CPU", "GPU"])
+    speed, memory = findings.headline_ratios(comparison, None)
+    assert speed == {"ratio": 570.0, "measured": False, "setting": speed["setting"]} and memory["ratio"] == 40.0
+    speed, memory = findings.headline_ratios(comparison, {"speedup": 120.0, "memory_ratio": 20.0, "setting": "H100"})
+    assert speed["measured"] and speed["ratio"] == 120.0 and memory["ratio"] == 20.0

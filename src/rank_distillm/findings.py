@@ -162,30 +162,30 @@ def scorecard(fig: Mapping, *, teacher: str, setting: str, curve: Mapping[str, f
     points = list(curve.values())
     rises = len(points) >= 2 and points[-1] > points[0]
     rows = [
-        {"claim": "the students reach the teacher's effectiveness",
+        {"claim": "students reach the teacher",
          "paper": f"student {PAPER_STUDENT:.3f} vs RankZephyr {PAPER_TEACHER:.3f} (DL19, BM25 top-100)",
          "book": (f"student {fig['student']:.3f} vs {teacher} {fig['teacher']:.3f}; "
                   f"TOST ±{fig['margin']:.2f} {p_text(fig['teacher_tost_p'])}"),
          "setting": setting, "status": REPRODUCED if reached else NOT_AT_THIS_SCALE},
-        {"claim": f"up to {PAPER_SPEEDUP:.0f}x faster than the LLM",
+        {"claim": f"{PAPER_SPEEDUP:.0f}x faster",
          "paper": f"{PAPER_SPEEDUP:.0f}x (ELECTRA-base vs RankZephyr-7B, GPU)",
          "book": f"{speed['ratio']:.0f}x" + ("" if speed["measured"] else " (estimated)"),
          "setting": speed["setting"], "status": ratio_status(speed["ratio"], PAPER_SPEEDUP, speed["measured"])},
-        {"claim": f"up to {PAPER_MEMORY_RATIO:.0f}x less memory than the LLM",
+        {"claim": f"{PAPER_MEMORY_RATIO:.0f}x less memory",
          "paper": f"{PAPER_MEMORY_RATIO:.0f}x (ELECTRA-base vs RankZephyr-7B, GPU)",
          "book": f"{memory['ratio']:.0f}x" + ("" if memory["measured"] else " (estimated)"),
          "setting": memory["setting"], "status": ratio_status(memory["ratio"], PAPER_MEMORY_RATIO, memory["measured"])},
-        {"claim": "more distillation queries, a better student",
+        {"claim": "the data-size curve",
          "paper": " -> ".join(f"{v:.3f}" for v in PAPER_CURVE.values()) + " (1k -> 10k queries)",
          "book": " -> ".join(f"{v:.3f}" for v in points) + f" ({curve_queries}); untrained {fig['untrained']:.3f}",
          "setting": setting, "status": REPRODUCED if learned and rises else NOT_AT_THIS_SCALE},
-        {"claim": "the teacher's top-50 suffice (depth)",
-         "paper": ", ".join(f"top-{k} {v:.3f}" for k, v in PAPER_DEPTH.items()),
+        {"claim": "the depth finding",
+         "paper": ", ".join(f"top-{k} {v:.3f}" for k, v in PAPER_DEPTH.items()) + ": the top-50 suffice",
          "book": "not measured", "setting": "needs 10,000 teacher-ranked queries", "status": NEEDS_GPU},
-        {"claim": "a strong first stage (ColBERTv2) makes better training lists than BM25",
-         "paper": "ColBERTv2 lists beat BM25 lists (the paper's data study)",
+        {"claim": "the first-stage finding",
+         "paper": "lists over ColBERTv2's top-k train better students than over BM25's",
          "book": "not measured", "setting": "the book's lists are over BM25 only", "status": NEEDS_GPU},
-        {"claim": "two stages (labels, then distillation) beat one",
+        {"claim": "two stages better than one",
          "paper": f"labels only {PAPER_LABELS_ONLY:.3f}, both stages {PAPER_STUDENT:.3f} (DL19, BM25 top-100)",
          "book": "not measured", "setting": "the cpu profile skips stage 1", "status": NEEDS_GPU},
     ]
@@ -197,24 +197,145 @@ def tally(rows: Sequence[Mapping]) -> str:
     """The scorecard in one or two sentences: which claims each status holds."""
     parts = []
     for status, lead in ((REPRODUCED, "Reproduced here"), (NOT_AT_THIS_SCALE, "Not reproduced at this scale"),
-                         (NEEDS_GPU, "Left to the `gpu` profile")):
+                         (NEEDS_GPU, "Left to the gpu profile")):
         claims = [r["claim"] for r in rows if r["status"] == status]
         if claims:
             parts.append(f"{lead}: {'; '.join(claims)}.")
     return " ".join(parts)
 
 
+def _brief(fig: Mapping, key: str, label: str) -> str:
+    """``"below the zero-shot bi-encoder (0.622, p < 0.001)"``: where the student stands against ``key``."""
+    if not fig[f"gain_{key}_significant"]:
+        where = "not significantly different from"
+    else:
+        where = "above" if fig[f"gain_{key}"] > 0 else "below"
+    return f"{where} {label} ({fig[key]:.3f}, {p_text(fig[f'gain_{key}_p'])})"
+
+
 def found(fig: Mapping, rows: Sequence[Mapping], *, teacher: str, training_queries: float, speed: Mapping) -> str:
-    """The "What this book found" paragraph: the k-fold outcome, the speed, the tally, what the gpu profile tests."""
-    sentences = [control_sentence(fig), teacher_sentence(fig, teacher)]
-    sentences.append(f"Against BM25 the student gains {fig['gain_bm25']:+.3f} nDCG@10, "
-                     f"the untrained student {fig['untrained_gain_bm25']:+.3f}.")
-    estimated = "" if speed["measured"] else "an estimated "
-    sentences.append(f"The student re-ranks {estimated}{speed['ratio']:.0f} times as fast as {teacher} ({speed['setting']}).")
-    if not (fig["gain_untrained_significant"] and fig["gain_untrained"] > 0):
+    """The "What this book found" paragraph, in short sentences: the control, the teacher, BM25, the speed,
+    why, the scorecard's tally and what the gpu profile tests."""
+    learned = fig["gain_untrained_significant"] and fig["gain_untrained"] > 0
+    lead = ("Distillation helped." if learned else "Distillation hurt." if fig["gain_untrained_significant"]
+            else "Distillation did not move the student.")
+    margin, tost = fig["margin"], p_text(fig["teacher_tost_p"])
+    if fig["teacher_equivalent"]:
+        reach = f"It reaches its teacher, {teacher} ({fig['teacher']:.3f}): equivalent within ±{margin:.2f} (TOST {tost})."
+    elif fig["gain_teacher_significant"] and fig["gain_teacher"] > 0:
+        reach = f"It beats its teacher, {teacher} ({fig['teacher']:.3f}, {p_text(fig['gain_teacher_p'])})."
+    elif fig["gain_teacher_significant"]:
+        reach = (f"It does not reach its teacher, {teacher} ({fig['teacher']:.3f}, {p_text(fig['gain_teacher_p'])}), "
+                 f"nor is it equivalent within ±{margin:.2f} (TOST {tost}).")
+    else:
+        reach = (f"It is {_brief(fig, 'teacher', 'its teacher, ' + teacher)}, but not shown equivalent either "
+                 f"(TOST ±{margin:.2f}, {tost}).")
+    estimated = "an estimated " if not speed["measured"] else ""
+    sentences = [
+        lead,
+        f"Over {fig['queries']} TREC DL queries, the k-fold student scores {fig['student']:.3f} nDCG@10 "
+        f"and its untrained start {fig['untrained']:.3f} ({p_text(fig['gain_untrained_p'])}).",
+        f"It is {_brief(fig, 'biencoder', 'the zero-shot bi-encoder of its backbone')}.",
+        reach,
+        f"Against BM25 ({fig['bm25']:.3f}) it gains {fig['gain_bm25']:+.3f}, the untrained student "
+        f"{fig['untrained_gain_bm25']:+.3f}.",
+        f"It re-ranks {estimated}{speed['ratio']:.0f} times as fast as {teacher}.",
+    ]
+    if not learned:
         sentences.append(f"Why: each student here learns from about {training_queries:.0f} queries; "
                          f"the paper's learn from 10,000.")
     sentences.append(tally(rows))
-    sentences.append("The `gpu` profile trains the paper's ELECTRA-base on its 10,000 released queries and times "
-                     "RankZephyr-7B for real: it tests the claims this machine cannot.")
+    sentences.append("The gpu profile trains the paper's ELECTRA-base on its 10,000 released queries and times "
+                     "RankZephyr-7B for real: it tests what this machine cannot.")
     return " ".join(sentences)
+
+
+def two_figures(year_to_year: Mapping, kfold: Mapping) -> str:
+    """Why the year-to-year students' pooled figure and the k-fold figure differ.
+
+    Each: ``{"ndcg10", "queries", "students", "training_queries"}`` (training queries per student).
+    """
+    same = year_to_year["queries"] == kfold["queries"]
+    where = f"the same {kfold['queries']} queries" if same else (
+        f"{year_to_year['queries']} and {kfold['queries']} queries")
+    diff = year_to_year["ndcg10"] - kfold["ndcg10"]
+    return (f"The year-to-year students pool to {year_to_year['ndcg10']:.4f} nDCG@10: {year_to_year['students']} "
+            f"student(s), each trained on {year_to_year['training_queries']:.0f} queries of one year. "
+            f"The k-fold students pool to {kfold['ndcg10']:.4f}: {kfold['students']} students, each trained on "
+            f"about {kfold['training_queries']:.0f} queries of both years. "
+            f"The two figures cover {where}, re-ranked by different students, and differ by {diff:+.4f}. "
+            f"The k-fold figure is the chapter's result: more training queries per student, and a control on the same queries.")
+
+
+def kfold_table(scores: "pandas.DataFrame", names: Mapping[str, str], year: Mapping[str, str], margin: float,  # noqa: F821
+                alpha: float = 0.05) -> "pandas.DataFrame":  # noqa: F821
+    """The k-fold comparison as a table, one row per system of ``scores`` (the student first).
+
+    Columns: mean nDCG@10 in each year (``year``: qid -> year) and over both; the student minus the
+    system with its 95% interval; the two-sided paired t-test against the student (Holm over the
+    other systems, as :func:`kfold_figures`); the paired TOST within ``margin`` and its verdict.
+    """
+    import pandas as pd
+
+    from .significance import paired_tests, tost_paired
+
+    student = names["student"]
+    tests = paired_tests(scores, baseline=student, alpha=alpha)
+    years = pd.Series(year).reindex(scores.index)
+    rows = []
+    for system in [student, *[c for c in scores.columns if c != student]]:
+        row = {"system": system}
+        for y in sorted(years.unique()):
+            row[f"nDCG@10 {str(y).upper()}"] = float(scores.loc[years == y, system].mean())
+        row["nDCG@10 both years"] = float(scores[system].mean())
+        if system != student:
+            t = tests.loc[system]
+            tost = tost_paired(scores[student], scores[system], margin, alpha)
+            row.update({"student minus system": -float(t["diff"]),
+                        "95% CI": ci_text(-float(t["diff_ci_high"]), -float(t["diff_ci_low"])),
+                        "p (Holm)": p_text(float(t["p_holm"])), f"TOST p (±{margin:.2f})": p_text(tost["p"]),
+                        "equivalent": "yes" if tost["equivalent"] else "no"})
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("system")
+
+
+def year_sentence(label: str, queries: int, student: str, teacher: str, diff: float, p_holm: float, significant: bool,
+                  tost: Mapping) -> str:
+    """One year's student against the teacher, with what the t-test does and does not say."""
+    where = "above" if diff > 0 else "below"
+    head = f"On {label} ({queries} queries) {student} is {abs(diff):.3f} {where} {teacher} ({p_text(p_holm)}, Holm)."
+    if significant:
+        return head
+    if tost["equivalent"]:
+        return head + f" Within ±{tost['margin']:.2f} the two are equivalent (TOST {p_text(tost['p'])})."
+    return (head + f" Not significantly different, but not equivalent either: the TOST within ±{tost['margin']:.2f} "
+            f"gives {p_text(tost['p'])}. Over so few queries the test cannot tell.")
+
+
+def tradeoff_sentence(a: str, a_ndcg: float, a_s: float, b: str, b_ndcg: float, b_s: float) -> str:
+    """What a cost plot shows about system ``a`` against ``b``: does one dominate (faster and better)?"""
+    faster, better = a_s < b_s, a_ndcg > b_ndcg
+    figures = (f"{a}: nDCG@10 {a_ndcg:.4f} at {a_s:.3f} s a query; {b}: {b_ndcg:.4f} at {b_s:.3f} s")
+    if faster and better:
+        return f"{a} is both faster and more effective than {b} ({figures}): on this plot it dominates {b}."
+    if not faster and not better:
+        return f"{b} is both faster and more effective than {a} ({figures})."
+    if faster:
+        return f"{a} is faster but less effective than {b} ({figures}): a trade-off, not a win."
+    return f"{a} is more effective but slower than {b} ({figures}): a trade-off, not a win."
+
+
+def headline_ratios(comparison: "pandas.DataFrame", measured: Mapping | None) -> tuple[dict, dict]:  # noqa: F821
+    """The speed and memory ratios that answer "how much cheaper than the teacher?": ``({ratio, measured, setting}, ...)``.
+
+    ``measured``: the benchmark's deepest row when it timed an LLM of the teacher's size for real
+    (``{"speedup", "memory_ratio", "setting"}``), else ``None``: then the estimate on this CPU
+    (``efficiency.teacher_comparison``'s ``this CPU`` row, the student measured) stands in.
+    """
+    if measured is not None:
+        return ({"ratio": float(measured["speedup"]), "measured": True, "setting": measured["setting"]},
+                {"ratio": float(measured["memory_ratio"]), "measured": True, "setting": measured["setting"]})
+    cpu = comparison.loc["this CPU"]
+    setting = "the student measured on this CPU, the teacher estimated at its measured peak"
+    return ({"ratio": float(cpu["speed-up"]), "measured": False, "setting": setting},
+            {"ratio": float(cpu["memory ratio"]), "measured": False, "setting": setting})
