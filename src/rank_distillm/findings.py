@@ -88,9 +88,9 @@ def kfold_figures(scores: "pandas.DataFrame", names: Mapping[str, str], margin: 
 def _against(fig: Mapping, key: str, label: str) -> str:
     """``"BM25 scores 0.491, and the student is 0.083 above it (95% CI [+0.060, +0.106], p < 0.001)"``."""
     gain = fig[f"gain_{key}"]
-    where = "above" if gain > 0 else "below"
     how = "" if fig[f"gain_{key}_significant"] else ", not significantly"
-    return (f"{label} scores {fig[key]:.3f}, and the student is {abs(gain):.3f} {where} it{how} "
+    where = f"{abs(gain):.3f} {'above' if gain > 0 else 'below'} it{how}" if round(abs(gain), 3) else "level with it"
+    return (f"{label} scores {fig[key]:.3f}, and the student is {where} "
             f"(95% CI {ci_text(fig[f'gain_{key}_low'], fig[f'gain_{key}_high'])}, {p_text(fig[f'gain_{key}_p'])})")
 
 
@@ -259,8 +259,10 @@ def two_figures(year_to_year: Mapping, kfold: Mapping) -> str:
     where = f"the same {kfold['queries']} queries" if same else (
         f"{year_to_year['queries']} and {kfold['queries']} queries")
     diff = year_to_year["ndcg10"] - kfold["ndcg10"]
-    return (f"The year-to-year students pool to {year_to_year['ndcg10']:.4f} nDCG@10: {year_to_year['students']} "
-            f"student(s), each trained on {year_to_year['training_queries']:.0f} queries of one year. "
+    one = year_to_year["students"] == 1
+    return (f"The year-to-year student{'' if one else 's'} pool{'s' if one else ''} to {year_to_year['ndcg10']:.4f} nDCG@10: "
+            f"{year_to_year['students']} student{'' if one else 's'}, trained on {year_to_year['training_queries']:.0f} "
+            f"queries of one year{'' if one else ' each'}. "
             f"The k-fold students pool to {kfold['ndcg10']:.4f}: {kfold['students']} students, each trained on "
             f"about {kfold['training_queries']:.0f} queries of both years. "
             f"The two figures cover {where}, re-ranked by different students, and differ by {diff:+.4f}. "
