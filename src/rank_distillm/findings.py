@@ -91,7 +91,7 @@ def _against(fig: Mapping, key: str, label: str) -> str:
     how = "" if fig[f"gain_{key}_significant"] else ", not significantly"
     where = f"{abs(gain):.3f} {'above' if gain > 0 else 'below'} it{how}" if round(abs(gain), 3) else "level with it"
     return (f"{label} scores {fig[key]:.3f}, and the student is {where} "
-            f"(95% CI {ci_text(fig[f'gain_{key}_low'], fig[f'gain_{key}_high'])}, {p_text(fig[f'gain_{key}_p'])})")
+            f"(95% CI {ci_text(fig[f'gain_{key}_low'], fig[f'gain_{key}_high'])}, Holm {p_text(fig[f'gain_{key}_p'])})")
 
 
 def control_sentence(fig: Mapping) -> str:
@@ -195,7 +195,7 @@ def scorecard(fig: Mapping, *, teacher: str, setting: str, curve: Mapping[str, f
 
 def tally(rows: Sequence[Mapping]) -> str:
     """The scorecard in one or two sentences: which claims each status holds."""
-    parts = []
+    parts = [] if any(r["status"] == REPRODUCED for r in rows) else ["None of the paper's claims is reproduced here."]
     for status, lead in ((REPRODUCED, "Reproduced here"), (NOT_AT_THIS_SCALE, "Not reproduced at this scale"),
                          (NEEDS_GPU, "Left to the gpu profile")):
         claims = [r["claim"] for r in rows if r["status"] == status]
@@ -210,7 +210,7 @@ def _brief(fig: Mapping, key: str, label: str) -> str:
         where = "not significantly different from"
     else:
         where = "above" if fig[f"gain_{key}"] > 0 else "below"
-    return f"{where} {label} ({fig[key]:.3f}, {p_text(fig[f'gain_{key}_p'])})"
+    return f"{where} {label} ({fig[key]:.3f}, Holm {p_text(fig[f'gain_{key}_p'])})"
 
 
 def found(fig: Mapping, rows: Sequence[Mapping], *, teacher: str, training_queries: float, speed: Mapping) -> str:
@@ -223,9 +223,9 @@ def found(fig: Mapping, rows: Sequence[Mapping], *, teacher: str, training_queri
     if fig["teacher_equivalent"]:
         reach = f"It reaches its teacher, {teacher} ({fig['teacher']:.3f}): equivalent within ±{margin:.2f} (TOST {tost})."
     elif fig["gain_teacher_significant"] and fig["gain_teacher"] > 0:
-        reach = f"It beats its teacher, {teacher} ({fig['teacher']:.3f}, {p_text(fig['gain_teacher_p'])})."
+        reach = f"It beats its teacher, {teacher} ({fig['teacher']:.3f}, Holm {p_text(fig['gain_teacher_p'])})."
     elif fig["gain_teacher_significant"]:
-        reach = (f"It does not reach its teacher, {teacher} ({fig['teacher']:.3f}, {p_text(fig['gain_teacher_p'])}), "
+        reach = (f"It does not reach its teacher, {teacher} ({fig['teacher']:.3f}, Holm {p_text(fig['gain_teacher_p'])}), "
                  f"nor is it equivalent within ±{margin:.2f} (TOST {tost}).")
     else:
         reach = (f"It is {_brief(fig, 'teacher', 'its teacher, ' + teacher)}, but not shown equivalent either "
@@ -234,7 +234,7 @@ def found(fig: Mapping, rows: Sequence[Mapping], *, teacher: str, training_queri
     sentences = [
         lead,
         f"Over {fig['queries']} TREC DL queries, the k-fold student scores {fig['student']:.3f} nDCG@10 "
-        f"and its untrained start {fig['untrained']:.3f} ({p_text(fig['gain_untrained_p'])}).",
+        f"and its untrained start {fig['untrained']:.3f} (Holm {p_text(fig['gain_untrained_p'])}).",
         f"It is {_brief(fig, 'biencoder', 'the zero-shot bi-encoder of its backbone')}.",
         reach,
         f"Against BM25 ({fig['bm25']:.3f}) it gains {fig['gain_bm25']:+.3f}, the untrained student "
