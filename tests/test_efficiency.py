@@ -643,6 +643,7 @@ def test_teacher_comparison_puts_the_measured_student_against_the_estimated_teac
     assert cpu["teacher MiB"] > 13_000  # 7B weights in bf16 alone are 13.5 GiB
     row = table.loc["GPU"]
     assert row["speed-up"] == pytest.approx(cm.compare(student, teacher, w, gpu)["time_ratio"])
+    assert list(table["FLOP ratio"]) == pytest.approx([cm.compare(student, teacher, w, gpu)["flops_ratio"]] * 2)
     faster = teacher_comparison({**limits, "matmul_ops_per_s": {"float32": 4e11}, "bytes_per_s": 4e10}, teacher, w, 0.8, 300.0, gpu,
                                 student)
     assert faster.loc["this CPU", "speed-up"] < cpu["speed-up"]

@@ -153,15 +153,17 @@ def test_year_sentence_separates_no_difference_from_equivalence():
 
 def test_tradeoff_sentence_names_the_dominant_system():
     dominates = findings.tradeoff_sentence("the bi-encoder", 0.62, 0.5, "the student", 0.57, 1.0)
-    assert dominates.startswith("the bi-encoder is both faster and more effective") and "dominates the student" in dominates
+    assert dominates.startswith("the bi-encoder is both faster and more effective than the student: nDCG@10 0.6200 against")
+    assert dominates.endswith("On this plot it dominates the student.")
     assert "trade-off" in findings.tradeoff_sentence("the bi-encoder", 0.55, 0.5, "the student", 0.57, 1.0)
-    assert findings.tradeoff_sentence("a", 0.5, 2.0, "b", 0.6, 1.0).startswith("b is both faster and more effective than a")
+    assert findings.tradeoff_sentence("a", 0.5, 2.0, "b", 0.6, 1.0).endswith("On this plot b dominates it.")
 
 
 def test_headline_ratios_prefer_a_real_measurement():
-    comparison = pd.DataFrame({"speed-up": [570.0, 160.0], "memory ratio": [40.0, 30.0]}, index=["this CPU", "GPU"])
+    comparison = pd.DataFrame({"speed-up": [570.0, 160.0], "memory ratio": [40.0, 30.0], "FLOP ratio": [100.0, 100.0]},
+                              index=["this CPU", "GPU"])
     speed, memory = findings.headline_ratios(comparison, None)
     assert speed == {"ratio": 570.0, "measured": False, "setting": speed["setting"]} and memory["ratio"] == 40.0
-    assert speed["setting"].endswith("by the cost model: 160x") and memory["setting"].endswith(": 30x")
+    assert speed["setting"].endswith("by the cost model: 100x (FLOPs) to 160x (roofline)") and memory["setting"].endswith(": 30x")
     speed, memory = findings.headline_ratios(comparison, {"speedup": 120.0, "memory_ratio": 20.0, "setting": "H100"})
     assert speed["measured"] and speed["ratio"] == 120.0 and memory["ratio"] == 20.0

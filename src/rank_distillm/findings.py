@@ -317,14 +317,14 @@ def year_sentence(label: str, queries: int, student: str, teacher: str, diff: fl
 def tradeoff_sentence(a: str, a_ndcg: float, a_s: float, b: str, b_ndcg: float, b_s: float) -> str:
     """What a cost plot shows about system ``a`` against ``b``: does one dominate (faster and better)?"""
     faster, better = a_s < b_s, a_ndcg > b_ndcg
-    figures = (f"{a}: nDCG@10 {a_ndcg:.4f} at {a_s:.3f} s a query; {b}: {b_ndcg:.4f} at {b_s:.3f} s")
+    figures = f"nDCG@10 {a_ndcg:.4f} against {b_ndcg:.4f}, at {a_s:.3f} s a query against {b_s:.3f} s."
     if faster and better:
-        return f"{a} is both faster and more effective than {b} ({figures}): on this plot it dominates {b}."
+        return f"{a} is both faster and more effective than {b}: {figures} On this plot it dominates {b}."
     if not faster and not better:
-        return f"{b} is both faster and more effective than {a} ({figures})."
+        return f"{a} is both slower and less effective than {b}: {figures} On this plot {b} dominates it."
     if faster:
-        return f"{a} is faster but less effective than {b} ({figures}): a trade-off, not a win."
-    return f"{a} is more effective but slower than {b} ({figures}): a trade-off, not a win."
+        return f"{a} is faster but less effective than {b}: {figures} That is a trade-off, not a win."
+    return f"{a} is more effective but slower than {b}: {figures} That is a trade-off, not a win."
 
 
 def headline_ratios(comparison: "pandas.DataFrame", measured: Mapping | None) -> tuple[dict, dict]:  # noqa: F821
@@ -339,5 +339,6 @@ def headline_ratios(comparison: "pandas.DataFrame", measured: Mapping | None) ->
                 {"ratio": float(measured["memory_ratio"]), "measured": True, "setting": measured["setting"]})
     cpu, gpu = comparison.loc["this CPU"], comparison.loc["GPU"]
     setting = "this CPU: the student measured, the teacher estimated at the measured peak; on a GPU, by the cost model: "
-    return ({"ratio": float(cpu["speed-up"]), "measured": False, "setting": setting + f"{gpu['speed-up']:.0f}x"},
+    speed = f"{gpu['FLOP ratio']:.0f}x (FLOPs) to {gpu['speed-up']:.0f}x (roofline)"
+    return ({"ratio": float(cpu["speed-up"]), "measured": False, "setting": setting + speed},
             {"ratio": float(cpu["memory ratio"]), "measured": False, "setting": setting + f"{gpu['memory ratio']:.0f}x"})

@@ -73,7 +73,8 @@ def teacher_comparison(limits: dict, teacher: ModelShape, workload: Workload, st
     *estimated* ones (:func:`estimated_llm_seconds` at this CPU's measured peak; the cost model's weights,
     KV cache and activations). Row ``GPU``: both by the cost model on ``gpu`` (e.g. the scaling profile's
     A100). Columns: ``student s``, ``teacher s``, ``speed-up``, ``student MiB``, ``teacher MiB``,
-    ``memory ratio``, ``how``.
+    ``memory ratio``, ``how``, and ``FLOP ratio`` (arithmetic alone, the same on any hardware: the
+    roofline's speed-up on a GPU ignores what a small student pays per batch, so the two bound it).
     """
     import pandas as pd
 
@@ -93,4 +94,5 @@ def teacher_comparison(limits: dict, teacher: ModelShape, workload: Workload, st
     table = pd.DataFrame(rows).set_index("where")
     table.insert(2, "speed-up", table["teacher s"] / table["student s"])
     table.insert(5, "memory ratio", table["teacher MiB"] / table["student MiB"])
+    table.insert(3, "FLOP ratio", t_cost["flops"] / s_cost["flops"])  # the same on any hardware: a lower estimate
     return table
