@@ -164,6 +164,6 @@ def test_headline_ratios_prefer_a_real_measurement():
                               index=["this CPU", "GPU"])
     speed, memory = findings.headline_ratios(comparison, None)
     assert speed == {"ratio": 570.0, "measured": False, "setting": speed["setting"]} and memory["ratio"] == 40.0
-    assert speed["setting"].endswith("by the cost model: 100x (FLOPs) to 160x (roofline)") and memory["setting"].endswith(": 30x")
+    assert speed["setting"].endswith("GPU, cost model: 100x (FLOPs) to 160x (roofline)") and memory["setting"].endswith(": 30x")
     speed, memory = findings.headline_ratios(comparison, {"speedup": 120.0, "memory_ratio": 20.0, "setting": "H100"})
     assert speed["measured"] and speed["ratio"] == 120.0 and memory["ratio"] == 20.0

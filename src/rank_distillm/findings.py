@@ -176,8 +176,8 @@ def scorecard(fig: Mapping, *, teacher: str, setting: str, curve: Mapping[str, f
          "book": f"{memory['ratio']:.0f}x" + ("" if memory["measured"] else " (estimated)"),
          "setting": memory["setting"], "status": ratio_status(memory["ratio"], PAPER_MEMORY_RATIO, memory["measured"])},
         {"claim": "the data-size curve",
-         "paper": " -> ".join(f"{v:.3f}" for v in PAPER_CURVE.values()) + " (1k -> 10k queries)",
-         "book": " -> ".join(f"{v:.3f}" for v in points) + f" ({curve_queries}); untrained {fig['untrained']:.3f}",
+         "paper": " → ".join(f"{v:.3f}" for v in PAPER_CURVE.values()) + " (1k → 10k queries)",
+         "book": " → ".join(f"{v:.3f}" for v in points) + f" ({curve_queries}); untrained {fig['untrained']:.3f}",
          "setting": setting, "status": REPRODUCED if learned and rises else NOT_AT_THIS_SCALE},
         {"claim": "the depth finding",
          "paper": ", ".join(f"top-{k} {v:.3f}" for k, v in PAPER_DEPTH.items()) + ": the top-50 suffice",
@@ -338,7 +338,7 @@ def headline_ratios(comparison: "pandas.DataFrame", measured: Mapping | None) ->
         return ({"ratio": float(measured["speedup"]), "measured": True, "setting": measured["setting"]},
                 {"ratio": float(measured["memory_ratio"]), "measured": True, "setting": measured["setting"]})
     cpu, gpu = comparison.loc["this CPU"], comparison.loc["GPU"]
-    setting = "this CPU: the student measured, the teacher estimated at the measured peak; on a GPU, by the cost model: "
+    setting = "this CPU: student measured, teacher estimated; GPU, cost model: "
     speed = f"{gpu['FLOP ratio']:.0f}x (FLOPs) to {gpu['speed-up']:.0f}x (roofline)"
     return ({"ratio": float(cpu["speed-up"]), "measured": False, "setting": setting + speed},
             {"ratio": float(cpu["memory ratio"]), "measured": False, "setting": setting + f"{gpu['memory ratio']:.0f}x"})
