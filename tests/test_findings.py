@@ -167,3 +167,7 @@ def test_headline_ratios_prefer_a_real_measurement():
     assert speed["setting"].endswith("GPU, cost model: 100x (FLOPs) to 160x (roofline)") and memory["setting"].endswith(": 30x")
     speed, memory = findings.headline_ratios(comparison, {"speedup": 120.0, "memory_ratio": 20.0, "setting": "H100"})
     assert speed["measured"] and speed["ratio"] == 120.0 and memory["ratio"] == 20.0
+
+
+def test_as_html_escapes_and_keeps_code():
+    assert findings.as_html("p < 0.001 & the `gpu` profile") == "<p>p &lt; 0.001 &amp; the <code>gpu</code> profile</p>"

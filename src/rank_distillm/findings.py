@@ -342,3 +342,13 @@ def headline_ratios(comparison: "pandas.DataFrame", measured: Mapping | None) ->
     speed = f"{gpu['FLOP ratio']:.0f}x (FLOPs) to {gpu['speed-up']:.0f}x (roofline)"
     return ({"ratio": float(cpu["speed-up"]), "measured": False, "setting": setting + speed},
             {"ratio": float(cpu["memory ratio"]), "measured": False, "setting": setting + f"{gpu['memory ratio']:.0f}x"})
+
+
+def as_html(text: str) -> str:
+    """A generated paragraph as one HTML paragraph, escaped, for pasting on another page (``{glue}`` with ``:doc:``:
+    myst-nb pastes HTML across pages, and it reads as prose, not as bold pasted text). `code` becomes <code>."""
+    import html
+    import re
+
+    escaped = html.escape(text, quote=False)
+    return "<p>" + re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped) + "</p>"
