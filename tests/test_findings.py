@@ -132,13 +132,16 @@ def test_two_figures_says_whether_the_queries_are_the_same():
 
 def test_kfold_table_rows_and_years():
     frame = scores(0.0, 0.09)
-    year = {q: ("dl19" if q < 30 else "dl20") for q in frame.index}
-    table = findings.kfold_table(frame, NAMES, year, margin=0.02)
+    table = findings.kfold_table(frame, NAMES, margin=0.02)
     assert list(table.index) == ["student", "untrained", "bi", "teacher", "bm25"]
-    assert table.loc["teacher", "nDCG@10 DL19"] == pytest.approx(frame["teacher"][:30].mean())
     assert table.loc["teacher", "equivalent"] == "no" and table.loc["untrained", "equivalent"] == "yes"
-    assert table.loc["teacher", "p (Holm)"] == "p < 0.001" and pd.isna(table.loc["student", "p (Holm)"])
+    assert table.loc["teacher", "Holm p"] == "< 0.001" and pd.isna(table.loc["student", "Holm p"])
     assert table.loc["teacher", "student minus system"] == pytest.approx(-0.09)
+    year = {q: ("dl19" if q < 30 else "dl20") for q in frame.index}
+    means = findings.year_means(frame, year)
+    assert list(means.columns) == ["DL19", "DL20", "both years"] and list(means.index) == list(frame.columns)
+    assert means.loc["teacher", "DL19"] == pytest.approx(frame["teacher"][:30].mean())
+    assert means.loc["teacher", "both years"] == pytest.approx(frame["teacher"].mean())
 
 
 def test_year_sentence_separates_no_difference_from_equivalence():

@@ -269,13 +269,18 @@ def two_figures(year_to_year: Mapping, kfold: Mapping) -> str:
             f"The k-fold figure is the chapter's result: more training queries per student, and a control on the same queries.")
 
 
-def kfold_table(scores: "pandas.DataFrame", names: Mapping[str, str], year: Mapping[str, str], margin: float,  # noqa: F821
+def p_cell(p: float) -> str:
+    """A p-value for a table cell: ``< 0.001`` or ``0.042``."""
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def kfold_table(scores: "pandas.DataFrame", names: Mapping[str, str], margin: float,  # noqa: F821
                 alpha: float = 0.05) -> "pandas.DataFrame":  # noqa: F821
     """The k-fold comparison as a table, one row per system of ``scores`` (the student first).
 
-    Columns: mean nDCG@10 in each year (``year``: qid -> year) and over both; the student minus the
-    system with its 95% interval; the two-sided paired t-test against the student (Holm over the
-    other systems, as :func:`kfold_figures`); the paired TOST within ``margin`` and its verdict.
+    Columns: mean nDCG@10 over all queries; the student minus the system with its 95% interval;
+    the two-sided paired t-test against the student (Holm over the other systems, as
+    :func:`kfold_figures`); the paired TOST within ``margin`` and its verdict.
     """
     import pandas as pd
 
@@ -283,22 +288,29 @@ def kfold_table(scores: "pandas.DataFrame", names: Mapping[str, str], year: Mapp
 
     student = names["student"]
     tests = paired_tests(scores, baseline=student, alpha=alpha)
-    years = pd.Series(year).reindex(scores.index)
     rows = []
     for system in [student, *[c for c in scores.columns if c != student]]:
-        row = {"system": system}
-        for y in sorted(years.unique()):
-            row[f"nDCG@10 {str(y).upper()}"] = float(scores.loc[years == y, system].mean())
-        row["nDCG@10 both years"] = float(scores[system].mean())
+        row = {"system": system, "nDCG@10": float(scores[system].mean())}
         if system != student:
             t = tests.loc[system]
             tost = tost_paired(scores[student], scores[system], margin, alpha)
             row.update({"student minus system": -float(t["diff"]),
                         "95% CI": ci_text(-float(t["diff_ci_high"]), -float(t["diff_ci_low"])),
-                        "p (Holm)": p_text(float(t["p_holm"])), f"TOST p (±{margin:.2f})": p_text(tost["p"]),
+                        "Holm p": p_cell(float(t["p_holm"])), f"TOST p (±{margin:.2f})": p_cell(tost["p"]),
                         "equivalent": "yes" if tost["equivalent"] else "no"})
         rows.append(row)
     return pd.DataFrame(rows).set_index("system")
+
+
+def year_means(scores: "pandas.DataFrame", year: Mapping[str, str]) -> "pandas.DataFrame":  # noqa: F821
+    """Mean nDCG@10 of every system (rows) in each year and over both (columns); ``year``: qid -> year."""
+    import pandas as pd
+
+    years = pd.Series(year).reindex(scores.index)
+    table = scores.groupby(years.str.upper()).mean().T
+    table["both years"] = scores.mean()
+    table.index.name, table.columns.name = "system", None
+    return table
 
 
 def year_sentence(label: str, queries: int, student: str, teacher: str, diff: float, p_holm: float, significant: bool,
