@@ -20,6 +20,7 @@ glue("training_table", pd.DataFrame({"a": [1, 2]}), display=False)
 glue("training_missing", float("nan"), display=False)
 glue("other_name", "DL19 'financial' nan", display=False)
 glue("training_shown", True)
+glue("results_scorecard", [{"claim": "c", "paper": "173x", "book": "570x (estimated)", "status": "needs the gpu profile"}], display=False)
 '''
 
 
@@ -44,7 +45,8 @@ def test_values_round_trip(executed):
         "training/missing": None,
         "training/other_name": "DL19 'financial' nan",
         "training/shown": True,
-    }  # the table is not plain data and is left out
+        "results/scorecard": [{"claim": "c", "paper": "173x", "book": "570x (estimated)", "status": "needs the gpu profile"}],
+    }  # the table is not plain data and is left out; results_<x> is the results page's, results/<x>
 
 
 @pytest.mark.parametrize(

@@ -625,3 +625,25 @@ def test_exported_split_student_adds_the_passage_prefix(backend, minilm_path, da
     np.testing.assert_allclose(np.asarray(fast_predict(pairs)), ref, **({"rtol": 2e-3} if backend == "openvino" else {"atol": 2e-3}))
     fast.passage_prefix = ""  # without it the graph scores other inputs
     assert np.abs(np.asarray(fast_predict(pairs)) - ref).max() > 0.05
+
+
+def test_teacher_comparison_puts_the_measured_student_against_the_estimated_teacher():
+    """This CPU: the student's measured seconds and MiB against the 7B teacher's cost-model estimate at the measured peak;
+    the GPU row: both from the cost model. A faster measured peak makes the teacher's estimate, and the speed-up, smaller."""
+    from rank_distillm.efficiency.tradeoff import estimated_llm_seconds, teacher_comparison
+
+    limits = {"matmul_ops_per_s": {"float32": 2e11, "bfloat16": None}, "bytes_per_s": 2e10, "threads": 2, "cpu": "test CPU"}
+    teacher, student = cm.SHAPES["RankZephyr-7B (Mistral-7B)"], cm.SHAPES["MiniLM-L6 (all-MiniLM-L6-v2)"]
+    w = cm.Workload(depth=100)
+    gpu = cm.Roofline(cm.Hardware.from_datasheet({"name": "A100", "bf16_tflops": 312, "memory_bandwidth_gbs": 2039}), 0.5, 1)
+    table = teacher_comparison(limits, teacher, w, student_seconds=0.8, student_mb=300.0, gpu=gpu, student=student)
+    cpu = table.loc["this CPU"]
+    assert cpu["teacher s"] == pytest.approx(estimated_llm_seconds(limits, teacher, w))
+    assert cpu["speed-up"] == pytest.approx(cpu["teacher s"] / 0.8) and cpu["memory ratio"] == pytest.approx(cpu["teacher MiB"] / 300)
+    assert cpu["teacher MiB"] > 13_000  # 7B weights in bf16 alone are 13.5 GiB
+    row = table.loc["GPU"]
+    assert row["speed-up"] == pytest.approx(cm.compare(student, teacher, w, gpu)["time_ratio"])
+    assert list(table["FLOP ratio"]) == pytest.approx([cm.compare(student, teacher, w, gpu)["flops_ratio"]] * 2)
+    faster = teacher_comparison({**limits, "matmul_ops_per_s": {"float32": 4e11}, "bytes_per_s": 4e10}, teacher, w, 0.8, 300.0, gpu,
+                                student)
+    assert faster.loc["this CPU", "speed-up"] < cpu["speed-up"]

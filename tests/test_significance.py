@@ -142,3 +142,31 @@ def test_gap_verdict_by_hand():
     assert v["gap_closed"] == pytest.approx(0.075 / 0.2)  # three eighths of the way from BM25 to the teacher
     assert v["p"] == pytest.approx(stats.ttest_rel(scores["student"], scores["BM25"]).pvalue)
     assert v["diff_ci_low"] < 0.075 < v["diff_ci_high"]
+
+
+def test_tost_paired_matches_statsmodels(dl19_scores):
+    """The paired TOST against statsmodels' ``ttost_paired`` on real per-query nDCG@10, at two margins."""
+    from statsmodels.stats.weightstats import ttost_paired
+
+    for a, b in (("rankvicuna", "rankgpt"), ("bm25", "rankvicuna")):
+        for margin in (0.02, 0.2):
+            got = significance.tost_paired(dl19_scores[a], dl19_scores[b], margin)
+            p, (_, p1, _), (_, p2, _) = ttost_paired(dl19_scores[a].to_numpy(), dl19_scores[b].to_numpy(), -margin, margin)
+            assert (got["p"], got["p_lower"], got["p_upper"]) == pytest.approx((p, p1, p2), rel=1e-10)
+            assert got["equivalent"] == (p < 0.05) and got["queries"] == len(dl19_scores)
+            # equivalent at alpha <=> the 90% interval of the mean difference lies inside the margin
+            assert got["equivalent"] == (-margin < got["ci_low"] and got["ci_high"] < margin)
+
+
+def test_tost_paired_not_different_is_not_equivalent():
+    """Two systems a t-test cannot tell apart (few, noisy queries) are not thereby shown equivalent."""
+    base = np.array([0.3, 0.5, 0.4, 0.7, 0.6, 0.45, 0.55, 0.35])
+    x = base + np.array([0.2, -0.15, 0.1, -0.2, 0.05, 0.12, -0.1, -0.05])
+    assert significance.paired_t_test(x, base)[1] > 0.05  # not significantly different
+    assert not significance.tost_paired(x, base, 0.02)["equivalent"]  # and not equivalent either
+    close = base + np.array([0.004, -0.003, 0.002, -0.004, 0.001, 0.003, -0.002, -0.001])  # nearly identical
+    assert significance.tost_paired(close, base, 0.02)["equivalent"]
+    assert significance.tost_paired(base + 0.01, base, 0.02)["equivalent"]  # a constant difference inside the margin
+    assert not significance.tost_paired(base + 0.05, base, 0.02)["equivalent"]
+    with pytest.raises(ValueError, match="margin must be positive"):
+        significance.tost_paired(x, base, 0)

@@ -233,3 +233,33 @@ def test_the_heads_learning_rate_goes_through_the_trainers_own_parameter_groups(
         lr, decay = setting[id(p)]
         assert lr == (1e-3 if ".classifier." in f".{name}" else 1e-4), name
         assert decay == (0.0 if name.endswith("bias") or "LayerNorm" in name else 0.01), name
+
+
+@pytest.mark.parametrize("scores, chosen", [([0.9, 0.5, 0.6], 0), ([0.5, 0.6, 0.7], 2), ([0.5, 0.8, 0.8], 1)])
+def test_heldout_selection_has_epoch_0_as_a_candidate(data_dir, tmp_path, scores, chosen):
+    """selection: heldout: the model before the stage (epoch 0) is scored and competes with every epoch; ties:
+    the fewest epochs (crossval.choose_epochs). The evaluator here replays given held-out scores, one a call."""
+    from sentence_transformers.evaluation import SentenceEvaluator
+
+    from rank_distillm.crossval import choose_epochs
+
+    class Replay(SentenceEvaluator):
+        def __init__(self):
+            super().__init__()
+            self.name, self.primary_metric, self.calls = "heldout", "ndcg@10", iter(scores)
+
+        def __call__(self, model, output_path=None, epoch=-1, steps=-1) -> dict:
+            return self.prefix_name_to_metrics({"ndcg@10": next(self.calls)}, self.name)
+
+    stage2 = dict(load_profile("smoke")["training"]["stage2"], epochs=2, per_list=4)
+    p = _tiny(**{"training.stage2": stage2, "training.selection": "heldout"})
+    ds = training.training_lists(p, "dl20")["stage2"]
+    model = training.new_model(p["training"])
+    start = _weights(model)
+    m = training.train_stage(model, ds, loss_name="ranknet", stage=stage2, cfg=p["training"], out_dir=tmp_path / "s2",
+                             evaluator=Replay())
+    assert [h["ndcg@10"] for h in m["heldout_ndcg10"]] == scores and m["heldout_ndcg10"][0]["epoch"] == 0
+    assert m["chosen_epoch"] == choose_epochs(scores) == chosen
+    kept = _weights(model)
+    same = all(torch.equal(start[k], kept[k]) for k in start)
+    assert same == (chosen == 0)  # epoch 0 chosen: the stage leaves the model as it came

@@ -7,7 +7,10 @@ notebooks (myst-nb's own glue extraction) and writes them as one flat JSON objec
     {"training/crossval_student_ndcg10": 0.6312, "teacher/replay_identical": true, ...}
 
 The key is the chapter (the notebook's name without its number: ``05_training`` ->
-``training``), a slash, and the glue name without that chapter prefix. Only values that
+``training``), a slash, and the glue name without that chapter prefix. The results page's own
+values are glued by the chapter that has all their inputs under names that start with
+``results_`` (chapter 7's ``results_scorecard``: the reproduction scorecard the results page and
+the introduction show) and keyed ``results/<name>``. Only values that
 read back as plain data are kept (numbers, strings, booleans, and lists or dicts of them);
 tables and figures are not. Non-finite numbers become ``null``, so any strict JSON parser
 reads the file.
@@ -29,6 +32,7 @@ from typing import Any
 from .outputs import strict_json_value, write_json
 
 _TEXT = "text/plain"
+RESULTS_PAGE = "results"  # glue names results_<x>: the results page's values, keyed results/<x>
 # numpy scalars print as ``np.float64(0.5)`` (numpy >= 2); keep the value inside
 _NUMPY_SCALAR = re.compile(r"\b(?:np|numpy)\.\w+\(([^()]*)\)")
 
@@ -100,8 +104,9 @@ def glued_values(notebook: Path) -> dict[str, Any]:
         value = plain_value(text)
         if value is None and text.strip() not in ("None", "nan"):
             continue
-        key = name[len(chapter) + 1:] if name.startswith(chapter + "_") else name
-        out[f"{chapter}/{key}"] = value
+        page = RESULTS_PAGE if name.startswith(RESULTS_PAGE + "_") else chapter
+        key = name[len(page) + 1:] if name.startswith(page + "_") else name
+        out[f"{page}/{key}"] = value
     return out
 
 

@@ -169,3 +169,40 @@ def gap_verdict(scores: "pandas.DataFrame", system: str, baseline: str, teacher:
     own, base, top = (float(scores[c].mean()) for c in (system, baseline, teacher))
     return {"queries": len(scores), "mean": own, "diff": own - base, "diff_ci_low": float(test["diff_ci_low"]),
             "diff_ci_high": float(test["diff_ci_high"]), "p": float(test["p"]), "gap_closed": (own - base) / (top - base)}
+
+
+# --------------------------------------------------------------------------- equivalence
+
+
+def tost_paired(x: Sequence[float], base: Sequence[float], margin: float, alpha: float = 0.05) -> dict:
+    """Paired TOST (two one-sided t-tests): is the mean of ``x - base`` inside ``(-margin, +margin)``?
+
+    A two-sided t-test that does not reject says only that a difference was not shown; this test
+    turns the question round. Its null hypothesis is a difference of at least ``margin`` (either
+    way), so a small ``p`` shows the two systems *equivalent* within the margin. ``p`` is the
+    larger of the two one-sided p-values (``statsmodels.stats.weightstats.ttost_paired`` with
+    ``low = -margin``, ``upp = +margin``). Equivalence at ``alpha`` is the same as the
+    ``1 - 2 alpha`` confidence interval of the mean difference lying inside the margin, which
+    is returned as ``ci_low`` / ``ci_high``. The margin must be fixed before the data is seen.
+
+    Returns ``{"queries", "diff", "ci_low", "ci_high", "margin", "p", "p_lower", "p_upper", "equivalent"}``.
+    """
+    from scipy import stats
+
+    if not margin > 0:
+        raise ValueError(f"tost_paired: the equivalence margin must be positive, got {margin!r}")
+    d = np.asarray(x, dtype=float) - np.asarray(base, dtype=float)
+    if d.size < 2:
+        raise ValueError(f"tost_paired needs at least 2 paired values, got {d.size}")
+    mean = float(d.mean())
+    if np.allclose(d, d[0]):  # no variance: the difference is known exactly
+        inside = abs(mean) < margin
+        p_lower = p_upper = 0.0 if inside else 1.0
+        low = high = mean
+    else:
+        p_lower = float(stats.ttest_1samp(d, -margin, alternative="greater").pvalue)  # H0: diff <= -margin
+        p_upper = float(stats.ttest_1samp(d, margin, alternative="less").pvalue)  # H0: diff >= +margin
+        _, low, high = mean_ci(d, 1 - 2 * alpha)
+    p = max(p_lower, p_upper)
+    return {"queries": int(d.size), "diff": mean, "ci_low": float(low), "ci_high": float(high), "margin": float(margin),
+            "p": p, "p_lower": p_lower, "p_upper": p_upper, "equivalent": bool(p < alpha)}

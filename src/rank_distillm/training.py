@@ -16,7 +16,8 @@ The recipe of the paper, in two stages, each one ``CrossEncoderTrainer`` run:
 Which checkpoint is kept (``selection``): the paper keeps the ``last`` one. The book's
 option ``heldout`` holds a few of the training year's queries out (``heldout_queries``):
 after each epoch the student re-ranks their first-stage lists and the checkpoint with the
-best nDCG@10 on them is kept (with no held-out query, the last one). The test year is never looked at during training. Gradient
+best nDCG@10 on them is kept; epoch 0, the model as it entered the stage, is a candidate too
+(with no held-out query, the last one is kept). The test year is never looked at during training. Gradient
 clipping (``max_grad_norm``) is the book's option too (Lightning, which the paper trains
 with, does not clip by default).
 
@@ -391,9 +392,34 @@ def train_stage(
     trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=train_ds, loss=loss, evaluator=evaluator,
                                   callbacks=[*(callbacks or []), timer])
     checkpoint = _last_checkpoint(out_dir) if resume and checkpoints else None
+    # epoch 0 is a candidate too: the model as it enters the stage, scored before any step (a resumed run's
+    # model is still that one here: the trainer loads the checkpoint inside train())
+    start_score = start_state = None
+    if args.load_best_model_at_end:
+        start_score = float(evaluator(model)[evaluator.primary_metric])
+        start_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=checkpoint)
-    return _stage_metrics(trainer, cfg, stage, loss_name, train_ds, timer, time.perf_counter() - start, checkpoint)
+    metrics = _stage_metrics(trainer, cfg, stage, loss_name, train_ds, timer, time.perf_counter() - start, checkpoint)
+    if start_score is not None:
+        metrics["heldout_ndcg10"].insert(0, {"step": 0, "epoch": 0.0, "ndcg@10": start_score})
+        best = trainer.state.best_metric
+        if best is None or start_score >= best:  # ties: the fewest epochs, as crossval.choose_epochs
+            model.load_state_dict(start_state)
+            metrics["best_checkpoint"] = "epoch 0 (the model before this stage)"
+    metrics["chosen_epoch"] = _chosen_epoch(metrics)
+    return metrics
+
+
+def _chosen_epoch(metrics: dict) -> float | None:
+    """The epoch whose held-out score the stage kept (``selection: heldout``); ``None`` when it kept the last."""
+    if not metrics["best_checkpoint"]:
+        return None
+    scores = metrics["heldout_ndcg10"]
+    if metrics["best_checkpoint"].startswith("epoch 0"):
+        return 0.0
+    step = int(str(metrics["best_checkpoint"]).rstrip("/").rsplit("-", 1)[-1])
+    return next((h["epoch"] for h in scores if h["step"] == step), None)
 
 
 def _stage_metrics(trainer, cfg: dict, stage: dict, loss_name: str, train_ds, timer, wall: float, checkpoint) -> dict:
@@ -538,6 +564,8 @@ def _config_hash(profile: dict, student: dict) -> str:
 
 def student_dir(profile: dict, student: dict) -> Path:
     """Where a student of ``profile`` is cached: ``$RANK_DISTILLM_CACHE/students/<hash>``."""
+    if profile["training"]["selection"] == "heldout":  # epoch 0 became a candidate: students chosen before it are stale
+        student = {**student, "selection_candidates": "epoch 0 and every epoch"}
     return data.cache_dir() / "students" / _config_hash(profile, student)
 
 

@@ -78,7 +78,7 @@ from .teacher_engines import (
     time_phases,
     vllm_engine_args,
 )
-from .tradeoff import ESTIMATED, MEASURED, estimated_llm_seconds, seconds_per_query, tradeoff_table
+from .tradeoff import ESTIMATED, MEASURED, estimated_llm_seconds, seconds_per_query, teacher_comparison, tradeoff_table
 from .variants import fast_student, quality_runs, teacher_phases, variant_table
 
 __all__ = [
@@ -96,6 +96,6 @@ __all__ = [
     "load_cross_encoder", "onnx_folder", "split_backend", "student_scorer",
     "TEACHER_BACKENDS", "LoadedTeacher", "load_teacher", "load_vllm_teacher", "teacher_backend", "teacher_tokenizer",
     "time_phases", "vllm_engine_args",
-    "ESTIMATED", "MEASURED", "estimated_llm_seconds", "seconds_per_query", "tradeoff_table",
+    "ESTIMATED", "MEASURED", "estimated_llm_seconds", "seconds_per_query", "teacher_comparison", "tradeoff_table",
     "fast_student", "quality_runs", "teacher_phases", "variant_table",
 ]

@@ -63,3 +63,36 @@ def tradeoff_table(ndcg: Mapping[str, float], seconds: Mapping[str, tuple[float 
         s, how = seconds.get(name, (None, "no re-ranking cost"))
         rows.append({"system": name, "kind": kinds.get(name, ""), "nDCG@10": value, "seconds per query": s, "cost": how})
     return pd.DataFrame(rows).set_index("system")
+
+
+def teacher_comparison(limits: dict, teacher: ModelShape, workload: Workload, student_seconds: float, student_mb: float,
+                       gpu: Roofline, student: ModelShape) -> "pd.DataFrame":  # noqa: F821
+    """The student against the teacher that labelled its data, an LLM that cannot run here: two estimates.
+
+    Row ``this CPU``: the student's *measured* seconds per query and memory (MiB) against the teacher's
+    *estimated* ones (:func:`estimated_llm_seconds` at this CPU's measured peak; the cost model's weights,
+    KV cache and activations). Row ``GPU``: both by the cost model on ``gpu`` (e.g. the scaling profile's
+    A100). Columns: ``student s``, ``teacher s``, ``speed-up``, ``student MiB``, ``teacher MiB``,
+    ``memory ratio``, ``how``, and ``FLOP ratio`` (arithmetic alone, the same on any hardware: the
+    roofline's speed-up on a GPU ignores what a small student pays per batch, so the two bound it).
+    """
+    import pandas as pd
+
+    from ..cost_model import encoder_cost
+
+    t_cost = llm_cost(teacher, workload)
+    s_cost = encoder_cost(student, workload)
+    cpu_teacher_s = estimated_llm_seconds(limits, teacher, workload)
+    rows = [
+        {"where": "this CPU", "student s": student_seconds, "teacher s": cpu_teacher_s,
+         "student MiB": student_mb, "teacher MiB": t_cost["memory_bytes"] / 2**20,
+         "how": "student measured; teacher estimated at this CPU's measured peak"},
+        {"where": "GPU", "student s": gpu.seconds(s_cost), "teacher s": gpu.seconds(t_cost),
+         "student MiB": s_cost["memory_bytes"] / 2**20, "teacher MiB": t_cost["memory_bytes"] / 2**20,
+         "how": f"both estimated by the cost model: {gpu.describe()}"},
+    ]
+    table = pd.DataFrame(rows).set_index("where")
+    table.insert(2, "speed-up", table["teacher s"] / table["student s"])
+    table.insert(5, "memory ratio", table["teacher MiB"] / table["student MiB"])
+    table.insert(3, "FLOP ratio", t_cost["flops"] / s_cost["flops"])  # the same on any hardware: a lower estimate
+    return table
