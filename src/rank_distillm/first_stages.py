@@ -22,6 +22,15 @@ MEASURES = ("nDCG@10", "R(rel=2)@100")
 RANKLLM_SETTINGS = "RankVicuna-7B (castorini/rank_llm at cf43c27): window 20, stride 10, top-100, from the bottom up"
 
 
+KEYS = {"BM25": "bm25", "BM25+RM3": "bm25_rm3", "TAS-B": "tas_b", "OpenAI ada-002": "openai_ada2",
+        "SPLADE++ ED": "splade_pp_ed", "ColBERTv2": "colbertv2"}
+
+
+def key(name: str) -> str:
+    """A first stage's name as part of a glue key: ``SPLADE++ ED`` -> ``splade_pp_ed`` (others: lower case, ``_`` for the rest)."""
+    return KEYS.get(name) or "".join(ch if ch.isalnum() else "_" for ch in name.lower()).strip("_")
+
+
 def names(profile: dict) -> list[str]:
     """The first stages of ``data.first_stages``, in the profile's order."""
     return list(profile["data"].get("first_stages") or {})
