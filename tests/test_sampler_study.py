@@ -37,7 +37,7 @@ def test_the_smoke_profile_has_bm25_and_one_added_first_stage():
     assert first_stages.names(smoke) == ["BM25", "SPLADE++ ED"]
     assert smoke["crossval"]["strong_first_stage"] == "SPLADE++ ED"
     assert profiles.load_profile("gpu")["crossval"]["strong_first_stage"] == "ColBERTv2"  # the paper's, in gpu
-    assert set(profiles.load_profile("cpu")["crossval"]["samplers"]["all"]) == set(first_stages.names(profiles.load_profile("cpu")))
+    assert set(profiles.load_profile("cpu")["crossval"]["samplers"]["all"]["first_stages"]) == set(first_stages.names(profiles.load_profile("cpu")))
 
 
 def test_candidates_of_a_named_first_stage_follow_its_run_and_name_a_missing_query():
@@ -147,5 +147,9 @@ def test_a_toy_study_trains_the_samplers_once_and_evaluates_over_both_first_stag
     assert list(study.table.index) == ["bm25", "splade_pp_ed", "all"]
     lists = study.training.groupby("sampler")["lists"].sum()
     assert lists["all"] == 2 * lists["splade_pp_ed"] == 2 * len(pool.candidates)  # two lists per query
+    pairs = study.training.groupby("sampler")["pairs"].sum()
+    assert pairs["all"] == pairs["splade_pp_ed"] > 0  # 2 lists of 4 passages, 1 list of 8: the same pairs a query
+    assert list(study.curve["passages a list"]) == [4, 8]
+    assert study.curve["pairs per epoch"].iloc[0] * 2 == study.curve["pairs per epoch"].iloc[1]
     assert set(study.tests["candidates"]) == {"BM25", "SPLADE++ ED"} and len(study.tests) == 6
     assert study.verdict.startswith("Students trained on lists from each sampler score")

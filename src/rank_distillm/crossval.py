@@ -106,15 +106,18 @@ def inner_job(plan: Mapping, cv: Mapping) -> dict:
     It re-ranks the fold's test queries too: it is also the data-size curve's point at ``inner_training``
     queries (one job, trained once)."""
     return {"train": sorted(plan["inner_train"]), "validate": sorted(plan["validate"]), "test": sorted(plan["test"]),
-            "epochs": cv["epochs"], **_also(cv)}
+            "epochs": cv["epochs"]}
 
 
 def curve_job(plan: Mapping, cv: Mapping, n: int) -> dict:
-    """The fold's student on its first ``n`` training queries (0: all of them), re-ranking the test fold."""
+    """The fold's student on its first ``n`` training queries (0: all of them), re-ranking the test fold.
+
+    The student on all of them (the fold's own student, whatever its epochs) re-ranks the strong first
+    stage's candidates too (:func:`_also`)."""
     if n == cv["inner_training"]:
         return inner_job(plan, cv)
     return {"train": sorted(plan["train"][:n] if n else plan["train"]), "validate": [], "test": sorted(plan["test"]),
-            "epochs": cv["epochs"], **_also(cv)}
+            "epochs": cv["epochs"], **(_also(cv) if not n else {})}
 
 
 def choose_epochs(scores: Sequence[float]) -> int:
@@ -162,8 +165,8 @@ _POOLS: dict[str, Pool] = {}
 def stage_names(cv: Mapping) -> list[str]:
     """The named first stages a cross-validation reads: the strong one and every sampler's."""
     names = [cv["strong_first_stage"]] if cv.get("strong_first_stage") else []
-    for stages in (cv.get("samplers") or {}).values():
-        names += list(stages)
+    for sampler in (cv.get("samplers") or {}).values():
+        names += list(sampler["first_stages"])
     return list(dict.fromkeys(names))
 
 
@@ -196,17 +199,21 @@ def load_pool(profile: dict) -> Pool:
     return _POOLS[key]
 
 
-def fold_lists(profile: dict, pool: Pool, qids: Sequence[str], sampler: Sequence[str] | None = None):
+def fold_lists(profile: dict, pool: Pool, qids: Sequence[str], sampler: Sequence[str] | None = None,
+               per_list: int | None = None):
     """The stage-2 training lists of ``qids``: each query's from its own year's teacher (``training.stage2``).
 
     With ``sampler`` (first-stage names): one list per query and first stage, each from that first
     stage's candidates in the order of its own teacher run (``data.first_stages.<name>.teacher``).
+    ``per_list``: passages a list (default ``training.stage2.per_list``).
     """
     import datasets
 
     from . import sampling
 
     options = training.list_options(profile["training"])
+    if per_list:
+        options["per_list"] = per_list
     sources = [(pool.candidates, pool.teacher)] if not sampler else []
     for name in sampler or []:
         if name not in pool.stage_teacher:
@@ -230,6 +237,19 @@ def _states_dir(profile: dict) -> Path:
     return data.cache_dir() / "crossval" / "states" / f"{model}-sl{t['separate_layers']}-len{t['max_length']}"
 
 
+def state_pairs(profile: dict, pool: Pool) -> list[tuple[str, str]]:
+    """The (query, passage) pairs the students read: every query's first-stage candidates, the strong first
+    stage's (re-ranked), and the passages of the samplers' lists (``crossval.samplers``; fixed per query)."""
+    cv = profile["crossval"]
+    pairs = [(c.query, t) for c in pool.candidates.values() for t in c.texts]
+    if cv.get("strong_first_stage"):
+        pairs += [(c.query, t) for c in pool.stages[cv["strong_first_stage"]].values() for t in c.texts]
+    for sampler in (cv.get("samplers") or {}).values():
+        lists = fold_lists(profile, pool, sorted(pool.candidates), sampler["first_stages"], sampler.get("per_list"))
+        pairs += [(q, t) for q, docs in zip(lists["query"], lists["docs"]) for t in docs]
+    return list(dict.fromkeys(pairs))
+
+
 def precompute_states(profile: dict, pool: Pool, progress: bool = True) -> dict:
     """The frozen layers' states of every pair of ``pool`` (its first stage's and its named first stages'), float16.
 
@@ -240,8 +260,7 @@ def precompute_states(profile: dict, pool: Pool, progress: bool = True) -> dict:
     from .passage_states import StateStore, precomputed_student
 
     folder = _states_dir(profile)
-    pairs = list(dict.fromkeys((c.query, t) for cands in (pool.candidates, *pool.stages.values())
-                               for c in cands.values() for t in c.texts))
+    pairs = state_pairs(profile, pool)
     digest = hashlib.sha256("\n".join(f"{q}\t{t}" for q, t in pairs).encode()).hexdigest()[:16]
     covered_file = folder / "pairs.json"
     covered = json.loads(covered_file.read_text()) if covered_file.is_file() else []
@@ -290,7 +309,7 @@ def run_job(profile: dict, job: dict, threads: int | None = None) -> dict:
 
     With ``job["validate"]``, those queries are re-ranked before training and after every epoch
     (``inner``: their pooled nDCG@10, index = epochs); ``job["sampler"]`` (first-stage names): the
-    stage-2 lists come from those first stages (:func:`fold_lists`); ``job["rerank"]`` (first-stage
+    stage-2 lists come from those first stages (:func:`fold_lists`), ``job["per_list"]`` passages each; ``job["rerank"]`` (first-stage
     names): the test queries' candidates of each are re-ranked too (``runs_over``). Returns (and caches)
     ``{"run", "runs_over", "inner", "train_queries", "epochs", "lists", "pairs_per_epoch", "wall_s", "pairs_per_s", "train_loss"}``.
     """
@@ -318,7 +337,7 @@ def run_job(profile: dict, job: dict, threads: int | None = None) -> dict:
         evaluator = training._heldout_evaluator(pool.of(job["validate"]), "", depth=profile["data"]["depth"], batch_size=batch,
                                                 score=lambda run: sum(pool.ndcg10(run).values()) / len(run))
     if job["epochs"] > 0:
-        lists = fold_lists(profile, pool, job["train"], job.get("sampler"))
+        lists = fold_lists(profile, pool, job["train"], job.get("sampler"), job.get("per_list"))
         stage = dict(t["stage2"], epochs=job["epochs"], max_steps=None)
         with tempfile.TemporaryDirectory() as tmp:
             m = training.train_stage(model, lists, loss_name=t["stage2"]["loss"], stage=stage, cfg=t, out_dir=Path(tmp),

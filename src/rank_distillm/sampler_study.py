@@ -113,6 +113,7 @@ class SamplerStudy:
 
     scores: dict  # candidate set (first-stage name) -> DataFrame of per-query nDCG@10, one column per sampler
     table: "pandas.DataFrame"  # noqa: F821  one row per sampler: lists per query, pairs per epoch, nDCG@10 (CI) over each
+    curve: "pandas.DataFrame"  # noqa: F821  the per-list curve: passages a list -> pairs per epoch, nDCG@10 (CI) over each
     tests: "pandas.DataFrame"  # noqa: F821  pairwise paired t-tests between the samplers, Holm within each candidate set
     verdict: str
     training: "pandas.DataFrame"  # noqa: F821  one row per sampler student: fold, epochs, lists, pairs, wall s
@@ -122,8 +123,17 @@ def sampler_jobs(profile: dict, cv: "crossval.CrossvalResult") -> dict[str, list
     """Per sampler of ``crossval.samplers``: each fold's own student's job (same queries, epochs) with ``sampler`` set.
 
     A fold that chose 0 epochs trains nothing, whatever the lists: its job stays the fold student's own."""
-    return {name: [{**job, "sampler": list(stages)} if job["epochs"] else job for job in cv.final_jobs]
-            for name, stages in profile["crossval"]["samplers"].items()}
+    out = {}
+    for name, sampler in profile["crossval"]["samplers"].items():
+        extra = {"sampler": list(sampler["first_stages"]), **({"per_list": sampler["per_list"]} if sampler.get("per_list") else {})}
+        out[name] = [{**job, **extra} if job["epochs"] else job for job in cv.final_jobs]
+    return out
+
+
+def per_list_jobs(profile: dict, cv: "crossval.CrossvalResult") -> dict[int, list[dict]]:
+    """Per point of ``crossval.per_list_curve``: each fold's own student's job with that many passages a list."""
+    return {n: [{**job, "per_list": n} if job["epochs"] else job for job in cv.final_jobs]
+            for n in profile["crossval"]["per_list_curve"]}
 
 
 def pairwise_tests(scores: "pandas.DataFrame", alpha: float) -> "pandas.DataFrame":  # noqa: F821
@@ -186,25 +196,37 @@ def sampler_study(profile: dict, cv: "crossval.CrossvalResult", strong: "pandas.
     name = cfg["strong_first_stage"]
     pool = crossval.load_pool(profile)
     jobs = sampler_jobs(profile, cv)
-    flat = [(profile, j) for js in jobs.values() for j in js]
+    curve_jobs = per_list_jobs(profile, cv)
+    flat = [(profile, j) for js in [*jobs.values(), *curve_jobs.values()] for j in js]
     results = crossval.run_jobs(flat, cfg["workers"], "sampler students")
+    k = len(cv.final_jobs)
     by_sampler = {BASE_SAMPLER: cv.final}
     for i, s in enumerate(jobs):
-        by_sampler[s] = results[i * len(cv.final_jobs) : (i + 1) * len(cv.final_jobs)]
+        by_sampler[s] = results[i * k : (i + 1) * k]
+    by_per_list = {n: results[(len(jobs) + i) * k : (len(jobs) + i + 1) * k] for i, n in enumerate(curve_jobs)}
+    by_per_list[profile["training"]["stage2"]["per_list"]] = cv.final
     strong = over_scores(profile, cv) if strong is None else strong
     scores = {crossval.BM25: pd.DataFrame({s: pool.ndcg10({q: r for p in parts for q, r in p["run"].items()})
                                            for s, parts in by_sampler.items()}).loc[sorted(pool.candidates)],
               name: pd.DataFrame({s: pooled_over(pool, parts, name) for s, parts in by_sampler.items()}).loc[sorted(pool.candidates)]}
     assert (scores[name][BASE_SAMPLER] == strong[STUDENT]).all()  # the k-fold student's own run
-    rows = []
-    for s, parts in by_sampler.items():
-        row = {"sampler": s, "first stages": ", ".join(cfg["samplers"].get(s, [crossval.BM25])),
-               "lists per query": round(sum(p["lists"] for p in parts) / max(1, sum(p["train_queries"] for p in parts if p["epochs"])), 2),
-               "pairs per epoch": round(sum(p["pairs_per_epoch"] for p in parts) / len(parts), 1)}
-        for first, frame in scores.items():
-            mean, low, high = mean_ci(frame[s].to_numpy())
+    def describe(parts: Sequence[Mapping], row: dict, frames: Mapping[str, "pandas.DataFrame"], column) -> dict:  # noqa: F821
+        trained = [p for p in parts if p["epochs"]]
+        row.update({"lists per query": round(sum(p["lists"] for p in trained) / max(1, sum(p["train_queries"] for p in trained)), 2),
+                    "pairs per epoch": round(sum(p["pairs_per_epoch"] for p in trained) / max(1, len(trained)), 1)})
+        for first, frame in frames.items():
+            mean, low, high = mean_ci(frame[column].to_numpy())
             row.update({f"nDCG@10 over {first}": mean, f"95% CI over {first}": (low, high)})
-        rows.append(row)
+        return row
+
+    recipe = profile["training"]["stage2"]["per_list"]
+    rows = [describe(parts, {"sampler": s, "first stages": ", ".join(cfg["samplers"][s]["first_stages"]) if s in cfg["samplers"] else crossval.BM25,
+                             "passages a list": (cfg["samplers"][s].get("per_list") if s in cfg["samplers"] else None) or recipe},
+                     scores, s) for s, parts in by_sampler.items()]
+    curve_frames = {first: pd.DataFrame({n: (pool.ndcg10({q: r for p in parts for q, r in p["run"].items()}) if first == crossval.BM25
+                                             else pooled_over(pool, parts, first)) for n, parts in by_per_list.items()}).loc[sorted(pool.candidates)]
+                    for first in scores}
+    curve = pd.DataFrame([describe(parts, {"passages a list": n}, curve_frames, n) for n, parts in sorted(by_per_list.items(), key=lambda x: x[0] or 0)])
     tests = pd.concat([pairwise_tests(frame, profile["evaluation"]["alpha"]).assign(candidates=first)
                        for first, frame in scores.items()], ignore_index=True)
     # the tests read "a vs b" with b the base sampler where the base is one of the pair
@@ -214,5 +236,5 @@ def sampler_study(profile: dict, cv: "crossval.CrossvalResult", strong: "pandas.
     tests.loc[swap, ["ci_low", "ci_high"]] = -tests.loc[swap, ["ci_high", "ci_low"]].to_numpy()
     training = pd.DataFrame([{"sampler": s, "fold": f, "epochs": r["epochs"], "lists": r["lists"], "pairs": r["pairs_per_epoch"] * r["epochs"],
                               "wall (s)": r["wall_s"]} for s, parts in by_sampler.items() for f, r in enumerate(parts)])
-    strong_sampler = next((s for s, stages in cfg["samplers"].items() if list(stages) == [name]), None)
-    return SamplerStudy(scores, pd.DataFrame(rows).set_index("sampler"), tests, sampler_verdict(tests, strong_sampler), training)
+    strong_sampler = next((s for s, sampler in cfg["samplers"].items() if list(sampler["first_stages"]) == [name]), None)
+    return SamplerStudy(scores, pd.DataFrame(rows).set_index("sampler"), curve, tests, sampler_verdict(tests, strong_sampler), training)
