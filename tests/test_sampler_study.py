@@ -101,6 +101,8 @@ def test_the_sampler_verdict_says_what_the_tests_found():
     assert "all below bm25 by 0.0100 (not significantly" in no and no.endswith("not significantly better than BM25's.")
     yes = ss.sampler_verdict(_tests(0.03, 0.01), "splade_pp_ed")
     assert "above bm25 by 0.0300 (significantly, p = 0.01" in yes and "the paper's finding holds" in yes
+    same = ss.sampler_verdict(_tests(0.0, 1.0), "splade_pp_ed")
+    assert "splade_pp_ed the same as bm25" in same and "is not reproduced" in same
     worse = ss.sampler_verdict(_tests(-0.03, 0.01), "splade_pp_ed")
     assert "is not reproduced" in worse and "below bm25 by 0.0300 (significantly" in worse
 

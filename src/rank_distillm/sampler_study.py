@@ -169,8 +169,11 @@ def sampler_verdict(tests: "pandas.DataFrame", strong: str, base: str = BASE_SAM
         said = []
         for _, row in part[part["b"] == base].iterrows():
             sig = bool(row["significant"])
-            said.append(f"{row['a']} {'above' if row['a - b'] > 0 else 'below'} {base} by {abs(row['a - b']):.4f} "
-                        f"({'significantly' if sig else 'not significantly'}, p = {row['p (Holm)']:.2g} after Holm)")
+            if abs(row["a - b"]) < 5e-5:
+                said.append(f"{row['a']} the same as {base} (no difference on any query that shows at 4 digits)")
+            else:
+                said.append(f"{row['a']} {'above' if row['a - b'] > 0 else 'below'} {base} by {abs(row['a - b']):.4f} "
+                            f"({'significantly' if sig else 'not significantly'}, p = {row['p (Holm)']:.2g} after Holm)")
             if row["a"] == strong and sig:
                 up, down = up + (row["a - b"] > 0), down + (row["a - b"] < 0)
         parts.append(f"over {first} candidates, {'; '.join(said)}")
@@ -212,8 +215,8 @@ def sampler_study(profile: dict, cv: "crossval.CrossvalResult", strong: "pandas.
     assert (scores[name][BASE_SAMPLER] == strong[STUDENT]).all()  # the k-fold student's own run
     def describe(parts: Sequence[Mapping], row: dict, frames: Mapping[str, "pandas.DataFrame"], column) -> dict:  # noqa: F821
         trained = [p for p in parts if p["epochs"]]
-        row.update({"lists per query": round(sum(p["lists"] for p in trained) / max(1, sum(p["train_queries"] for p in trained)), 2),
-                    "pairs per epoch": round(sum(p["pairs_per_epoch"] for p in trained) / max(1, len(trained)), 1)})
+        row.update({"lists per query": round(sum(p["lists"] for p in trained) / sum(p["train_queries"] for p in trained), 2) if trained else None,
+                    "pairs per epoch": round(sum(p["pairs_per_epoch"] for p in trained) / len(trained), 1) if trained else None})
         for first, frame in frames.items():
             mean, low, high = mean_ci(frame[column].to_numpy())
             row.update({f"nDCG@10 over {first}": mean, f"95% CI over {first}": (low, high)})
