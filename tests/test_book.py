@@ -209,5 +209,15 @@ def test_results_json_holds_the_glued_numbers():
     assert 0 <= values["training/crossval_student_vs_biencoder_p"] <= 1 and 0 <= values["training/crossval_student_vs_bm25_p"] <= 1
     assert values["training/crossval_queries"] in (12, 97)  # smoke: 6 queries of each year; cpu: all 43 + 54
     assert len(values["training/curve"]) >= 2 and all(0 < v < 1 for v in values["training/curve"].values())
+    # the paper's two columns (chapter 6) and the sampler study (chapter 5)
+    for year in ("dl19", "dl20"):
+        for system in ("first_stage", "teacher", "student"):
+            assert 0 < values[f"effectiveness/{year}_splade_pp_ed_{system}_ndcg10"] < 1, f"effectiveness/{year}_splade_pp_ed_{system}_ndcg10"
+    for sampler in ("bm25", "splade_pp_ed", "all"):
+        assert 0 < values[f"training/sampler_{sampler}_ndcg10"] < 1 and 0 < values[f"training/sampler_{sampler}_splade_ndcg10"] < 1
+    assert values["training/sampler_verdict"].startswith("Students trained on lists from each sampler")
+    if values["training/crossval_queries"] == 97:  # cpu: the known first-stage and teacher figures over SPLADE++ ED
+        assert (values["effectiveness/dl19_splade_pp_ed_first_stage_ndcg10"], values["effectiveness/dl20_splade_pp_ed_first_stage_ndcg10"]) == (0.7308, 0.7197)
+        assert (values["effectiveness/dl19_splade_pp_ed_teacher_ndcg10"], values["effectiveness/dl20_splade_pp_ed_teacher_ndcg10"]) == (0.7459, 0.7551)
     # the teacher chapter's replay claim, as data: all 54 DL20 queries as stored, nDCG@10 of the stored run
     assert values["teacher/replay_identical"] == 54 and values["teacher/replay_ndcg10"] == 0.6611

@@ -22,6 +22,12 @@ The data-size curve trains each fold's student on ``n`` of its training queries 
 a year-stratified prefix, so a smaller set is part of a larger one) for ``epochs`` epochs;
 the inner student is the curve's point at ``inner_training`` queries, trained once for both.
 
+``strong_first_stage``: every outer student also re-ranks its test queries' top-100 of a strong
+first stage (the paper's second column; :attr:`CrossvalResult.over`). ``samplers`` (the sampler study,
+:mod:`rank_distillm.sampler_study`): a job with ``sampler`` (first-stage names) draws its stage-2 lists
+from those first stages' top-100s, one list per query and first stage, each ordered by that first
+stage's own teacher run.
+
 ``frozen_lower`` (the book's): the split student's separate layers stay frozen, their states are
 computed once for every pair (:mod:`rank_distillm.passage_states`, float16), and only the upper
 layers train. Each job's result (its run of the test queries, the inner scores, loss curve, wall
@@ -40,7 +46,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import data, evaluation, training
+from . import data, evaluation, first_stages, training
 from .outputs import write_json
 
 STUDENT = "student (k-fold)"
@@ -89,6 +95,11 @@ def fold_plan(year: Mapping[str, str], cv: Mapping) -> list[dict]:
     return plan
 
 
+def _also(cv: Mapping) -> dict:
+    """What every outer student adds to its job: re-ranking the strong first stage's candidates too."""
+    return {"rerank": [cv["strong_first_stage"]]} if cv.get("strong_first_stage") else {}
+
+
 def inner_job(plan: Mapping, cv: Mapping) -> dict:
     """The inner student of a fold: ``inner_train`` for ``epochs`` epochs, scored on ``validate`` after each.
 
@@ -99,11 +110,14 @@ def inner_job(plan: Mapping, cv: Mapping) -> dict:
 
 
 def curve_job(plan: Mapping, cv: Mapping, n: int) -> dict:
-    """The fold's student on its first ``n`` training queries (0: all of them), re-ranking the test fold."""
+    """The fold's student on its first ``n`` training queries (0: all of them), re-ranking the test fold.
+
+    The student on all of them (the fold's own student, whatever its epochs) re-ranks the strong first
+    stage's candidates too (:func:`_also`)."""
     if n == cv["inner_training"]:
         return inner_job(plan, cv)
     return {"train": sorted(plan["train"][:n] if n else plan["train"]), "validate": [], "test": sorted(plan["test"]),
-            "epochs": cv["epochs"]}
+            "epochs": cv["epochs"], **(_also(cv) if not n else {})}
 
 
 def choose_epochs(scores: Sequence[float]) -> int:
@@ -123,9 +137,13 @@ class Pool:
     year: dict[str, str]
     teacher: dict[str, Path]  # year -> teacher run file
     datasets: dict[str, str]  # year -> ir_datasets id
+    stages: dict[str, dict[str, data.Candidates]] = field(default_factory=dict)  # first stage -> qid -> candidates
+    stage_teacher: dict[str, dict[str, Path]] = field(default_factory=dict)  # first stage -> year -> teacher run over it
 
-    def of(self, qids: Sequence[str]) -> list[data.Candidates]:
-        return [self.candidates[q] for q in qids]
+    def of(self, qids: Sequence[str], stage: str | None = None) -> list[data.Candidates]:
+        """The candidates of ``qids``: the pool's first stage's, or (``stage``) those of a named first stage."""
+        own = self.candidates if stage is None else self.stages[stage]
+        return [own[q] for q in qids]
 
     def ndcg10(self, run: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
         """Per-query nDCG@10 of ``run``, each query against its own year's qrels."""
@@ -144,10 +162,22 @@ class Pool:
 _POOLS: dict[str, Pool] = {}
 
 
+def stage_names(cv: Mapping) -> list[str]:
+    """The named first stages a cross-validation reads: the strong one and every sampler's."""
+    names = [cv["strong_first_stage"]] if cv.get("strong_first_stage") else []
+    for sampler in (cv.get("samplers") or {}).values():
+        names += list(sampler["first_stages"])
+    return list(dict.fromkeys(names))
+
+
 def load_pool(profile: dict) -> Pool:
-    """Both years' candidates (``training.max_queries`` each) and teacher runs (``training.stage2.teacher``)."""
+    """Both years' candidates (``training.max_queries`` each) and teacher runs (``training.stage2.teacher``).
+
+    The first stages of :func:`stage_names` come too, for the same queries (``stages``, and
+    ``stage_teacher`` for those with a teacher run)."""
     cv = profile["crossval"]
-    key = json.dumps([cv["years"], profile["data"], profile["training"]["max_queries"]], sort_keys=True, default=str)
+    key = json.dumps([cv["years"], profile["data"], profile["training"]["max_queries"], stage_names(cv),
+                      profile.get("evaluation", {}).get("first_stages")], sort_keys=True, default=str)
     if key not in _POOLS:
         cands, year = {}, {}
         for y in cv["years"]:
@@ -156,22 +186,45 @@ def load_pool(profile: dict) -> Pool:
                     raise data.DataError(f"crossval: query {c.qid} is in two years ({year[c.qid]}, {y})")
                 cands[c.qid], year[c.qid] = c, y
         teacher = {y: data.resolve_path(profile["training"]["stage2"]["teacher"][y]) for y in cv["years"]}
-        _POOLS[key] = Pool(cands, year, teacher, {y: profile["data"]["datasets"][y] for y in cv["years"]})
+        stages, stage_teacher = {}, {}
+        for name in stage_names(cv):
+            stages[name] = {}
+            for y in cv["years"]:
+                own = [q for q, yy in year.items() if yy == y]
+                stages[name].update({c.qid: c for c in first_stages.candidates(profile, name, y, qids=own)})
+                spec = first_stages.teacher_spec(profile, name, y)
+                if spec:
+                    stage_teacher.setdefault(name, {})[y] = data.resolve_path(spec)
+        _POOLS[key] = Pool(cands, year, teacher, {y: profile["data"]["datasets"][y] for y in cv["years"]}, stages, stage_teacher)
     return _POOLS[key]
 
 
-def fold_lists(profile: dict, pool: Pool, qids: Sequence[str]):
-    """The stage-2 training lists of ``qids``: each query's from its own year's teacher (``training.stage2``)."""
+def fold_lists(profile: dict, pool: Pool, qids: Sequence[str], sampler: Sequence[str] | None = None,
+               per_list: int | None = None):
+    """The stage-2 training lists of ``qids``: each query's from its own year's teacher (``training.stage2``).
+
+    With ``sampler`` (first-stage names): one list per query and first stage, each from that first
+    stage's candidates in the order of its own teacher run (``data.first_stages.<name>.teacher``).
+    ``per_list``: passages a list (default ``training.stage2.per_list``).
+    """
     import datasets
 
     from . import sampling
 
     options = training.list_options(profile["training"])
+    if per_list:
+        options["per_list"] = per_list
+    sources = [(pool.candidates, pool.teacher)] if not sampler else []
+    for name in sampler or []:
+        if name not in pool.stage_teacher:
+            raise data.DataError(f"crossval.samplers: first stage {name!r} has no teacher run (data.first_stages.{name}.teacher)")
+        sources.append((pool.stages[name], pool.stage_teacher[name]))
     parts = []
-    for y in pool.datasets:
-        own = [pool.candidates[q] for q in qids if pool.year[q] == y]
-        if own:
-            parts.append(sampling.distillation_lists(pool.teacher[y], own, **options))
+    for cands, teacher in sources:
+        for y in pool.datasets:
+            own = [cands[q] for q in qids if pool.year[q] == y]
+            if own:
+                parts.append(sampling.distillation_lists(teacher[y], own, **options))
     return datasets.concatenate_datasets(parts)
 
 
@@ -184,28 +237,55 @@ def _states_dir(profile: dict) -> Path:
     return data.cache_dir() / "crossval" / "states" / f"{model}-sl{t['separate_layers']}-len{t['max_length']}"
 
 
+def state_pairs(profile: dict, pool: Pool) -> list[tuple[str, str]]:
+    """The (query, passage) pairs the students read: every query's first-stage candidates, the strong first
+    stage's (re-ranked), and the passages of the samplers' lists (``crossval.samplers``; fixed per query)."""
+    cv = profile["crossval"]
+    pairs = [(c.query, t) for c in pool.candidates.values() for t in c.texts]
+    if cv.get("strong_first_stage"):
+        pairs += [(c.query, t) for c in pool.stages[cv["strong_first_stage"]].values() for t in c.texts]
+    for sampler in (cv.get("samplers") or {}).values():
+        lists = fold_lists(profile, pool, sorted(pool.candidates), sampler["first_stages"], sampler.get("per_list"))
+        pairs += [(q, t) for q, docs in zip(lists["query"], lists["docs"]) for t in docs]
+    return list(dict.fromkeys(pairs))
+
+
 def precompute_states(profile: dict, pool: Pool, progress: bool = True) -> dict:
-    """The frozen layers' states of every pair of ``pool``, computed once and saved (float16); returns figures."""
+    """The frozen layers' states of every pair of ``pool`` (its first stage's and its named first stages'), float16.
+
+    Computed once and saved; a store saved for fewer pairs (e.g. BM25's alone) gets only the missing
+    segments added. ``pairs.json`` beside it lists the digests of the pair sets it covers, so a covered
+    pool is answered without tokenizing. Returns figures (``cached``: nothing was computed).
+    """
     from .passage_states import StateStore, precomputed_student
 
     folder = _states_dir(profile)
+    pairs = state_pairs(profile, pool)
+    digest = hashlib.sha256("\n".join(f"{q}\t{t}" for q, t in pairs).encode()).hexdigest()[:16]
+    covered_file = folder / "pairs.json"
+    covered = json.loads(covered_file.read_text()) if covered_file.is_file() else []
     student = training.new_model(profile["training"])
-    model = precomputed_student(student, StateStore("float16", student[0].model.config.hidden_size))
+    fingerprint = precomputed_student(student, StateStore("float16", student[0].model.config.hidden_size))[0].fingerprint
     if (folder / "index.json").is_file():
-        store = StateStore.load(folder, fingerprint=model[0].fingerprint)
-        return {"segments": len(store), "tokens": store.tokens, "bytes": store.nbytes, "seconds": 0.0, "cached": True}
+        store = StateStore.load(folder, fingerprint=fingerprint)
+        if digest in covered:
+            return {"segments": len(store), "tokens": store.tokens, "bytes": store.nbytes, "seconds": 0.0, "cached": True}
+    else:
+        store, covered = StateStore("float16", student[0].model.config.hidden_size), []
+    model = precomputed_student(student, store)
     import torch
 
     from .devices import default_device, use_bf16
 
-    pairs = [(c.query, t) for c in pool.candidates.values() for t in c.texts]
     device = default_device()
     # computed as training computes (bf16: autocast where the CPU or GPU has it natively), stored as float16
     with torch.autocast(device_type=device if device in ("cpu", "cuda") else "cpu", dtype=torch.bfloat16,
                         enabled=bool(use_bf16(profile["training"]["bf16"]))):
         figures = model[0].precompute(pairs, progress=progress)
-    model[0].store.save(folder)
-    return {**figures, "cached": False}
+    if figures["segments_added"] or not (folder / "index.json").is_file():
+        model[0].store.save(folder)
+    write_json(covered_file, [*covered, digest])
+    return {**figures, "cached": figures["segments_added"] == 0}
 
 
 def _model(profile: dict):
@@ -228,8 +308,10 @@ def run_job(profile: dict, job: dict, threads: int | None = None) -> dict:
     """Train one student on ``job["train"]`` for ``job["epochs"]`` epochs and re-rank ``job["test"]``.
 
     With ``job["validate"]``, those queries are re-ranked before training and after every epoch
-    (``inner``: their pooled nDCG@10, index = epochs). Returns (and caches) ``{"run", "inner",
-    "train_queries", "epochs", "lists", "pairs_per_epoch", "wall_s", "pairs_per_s", "train_loss"}``.
+    (``inner``: their pooled nDCG@10, index = epochs); ``job["sampler"]`` (first-stage names): the
+    stage-2 lists come from those first stages (:func:`fold_lists`), ``job["per_list"]`` passages each; ``job["rerank"]`` (first-stage
+    names): the test queries' candidates of each are re-ranked too (``runs_over``). Returns (and caches)
+    ``{"run", "runs_over", "inner", "train_queries", "epochs", "lists", "pairs_per_epoch", "wall_s", "pairs_per_s", "train_loss"}``.
     """
     path = _job_path(profile, job)
     if path.is_file():
@@ -255,7 +337,7 @@ def run_job(profile: dict, job: dict, threads: int | None = None) -> dict:
         evaluator = training._heldout_evaluator(pool.of(job["validate"]), "", depth=profile["data"]["depth"], batch_size=batch,
                                                 score=lambda run: sum(pool.ndcg10(run).values()) / len(run))
     if job["epochs"] > 0:
-        lists = fold_lists(profile, pool, job["train"])
+        lists = fold_lists(profile, pool, job["train"], job.get("sampler"), job.get("per_list"))
         stage = dict(t["stage2"], epochs=job["epochs"], max_steps=None)
         with tempfile.TemporaryDirectory() as tmp:
             m = training.train_stage(model, lists, loss_name=t["stage2"]["loss"], stage=stage, cfg=t, out_dir=Path(tmp),
@@ -264,6 +346,9 @@ def run_job(profile: dict, job: dict, threads: int | None = None) -> dict:
         result["inner"] += [h["ndcg@10"] for h in m["heldout_ndcg10"]]
     run = evaluation.rerank(model, pool.of(job["test"]), batch_size=batch, show_progress_bar=False) if job["test"] else {}
     result["run"] = {q: dict(r) for q, r in run.items()}
+    result["runs_over"] = {name: {q: dict(r) for q, r in evaluation.rerank(model, pool.of(job["test"], name), batch_size=batch,
+                                                                            show_progress_bar=False).items()}
+                           for name in job.get("rerank", []) if job["test"]}
     write_json(path, result)
     return result
 
@@ -306,6 +391,11 @@ class CrossvalResult:
     curve: "pandas.DataFrame"  # noqa: F821  training queries -> pooled nDCG@10 with its 95% CI
     training: "pandas.DataFrame"  # noqa: F821  one row per trained student: kind, fold, queries, epochs, wall s, pairs/s
     states: dict = field(default_factory=dict)  # precompute figures (frozen_lower)
+    # the fold students' jobs and results, and the untrained student's result (their runs over the strong
+    # first stage: ``runs_over``; rank_distillm.sampler_study reads them)
+    final_jobs: list = field(default_factory=list)
+    final: list = field(default_factory=list)
+    untrained: dict = field(default_factory=dict)
 
 
 def crossval(profile: dict, systems: Mapping[str, Mapping[str, str]] | None = None, progress: bool = True,
@@ -336,7 +426,7 @@ def crossval(profile: dict, systems: Mapping[str, Mapping[str, str]] | None = No
     final_jobs = [{**curve_job(p, cv, 0), "epochs": e} for p, e in zip(plan, chosen)]
     sizes = [n for n in cv["curve"] if n < min(len(p["train"]) for p in plan)]
     curve_jobs = [curve_job(p, cv, n) for n in [*sizes, 0] for p in plan]
-    untrained_jobs = [{"train": [], "validate": [], "test": sorted(pool.candidates), "epochs": 0}]  # no fold to keep apart
+    untrained_jobs = [{"train": [], "validate": [], "test": sorted(pool.candidates), "epochs": 0, **_also(cv)}]  # no fold to keep apart
     results = run_jobs([(profile, j) for j in final_jobs + curve_jobs + untrained_jobs], cv["workers"], "fold students")
     final, curve_res, untrained = results[: len(folds)], results[len(folds) : -1], results[-1:]
 
@@ -391,7 +481,8 @@ def crossval(profile: dict, systems: Mapping[str, Mapping[str, str]] | None = No
                          "pairs": r["pairs_per_epoch"] * r["epochs"], "wall (s)": r["wall_s"], "pairs/s": r["pairs_per_s"]}
             rows.append(seen[key])
     training_table = pd.DataFrame(rows)
-    return CrossvalResult(folds, dict(pool.year), choices, scores, comparison, curve, training_table, states)
+    return CrossvalResult(folds, dict(pool.year), choices, scores, comparison, curve, training_table, states,
+                          final_jobs, final, untrained[0])
 
 
 def _llm_runs(profile: dict) -> dict[str, dict[str, str]]:
