@@ -174,3 +174,16 @@ def test_headline_ratios_prefer_a_real_measurement():
 
 def test_as_html_escapes_and_keeps_code():
     assert findings.as_html("p < 0.001 & the `gpu` profile") == "<p>p &lt; 0.001 &amp; the <code>gpu</code> profile</p>"
+
+
+def test_scorecard_first_stage_row_follows_the_sampler_study():
+    claim = "the first-stage finding"
+    unmeasured = {r["claim"]: r for r in findings.scorecard(figures(0.0, 0.09), **kwargs())}[claim]
+    assert unmeasured["status"] == findings.NEEDS_GPU and unmeasured["book"] == "not measured"
+    study = {"book": "SPLADE++ ED lists 0.575 vs BM25 lists 0.574", "setting": "5-fold, 97 queries"}
+    held = {r["claim"]: r for r in findings.scorecard(figures(0.0, 0.09), **kwargs(),
+                                                       first_stage={**study, "holds": True})}[claim]
+    missed = {r["claim"]: r for r in findings.scorecard(figures(0.0, 0.09), **kwargs(),
+                                                         first_stage={**study, "holds": False})}[claim]
+    assert held["status"] == findings.REPRODUCED and missed["status"] == findings.NOT_AT_THIS_SCALE
+    assert held["book"] == study["book"] and missed["setting"] == study["setting"]

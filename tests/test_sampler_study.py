@@ -105,6 +105,8 @@ def test_the_sampler_verdict_says_what_the_tests_found():
     assert "splade_pp_ed the same as bm25" in same and "is not reproduced" in same
     worse = ss.sampler_verdict(_tests(-0.03, 0.01), "splade_pp_ed")
     assert "is not reproduced" in worse and "below bm25 by 0.0300 (significantly" in worse
+    assert [ss.sampler_finding_holds(_tests(d, p), "splade_pp_ed") for d, p in
+            ((0.004, 0.6), (0.03, 0.01), (0.0, 1.0), (-0.03, 0.01))] == [False, True, False, False]
 
 
 def test_lowered_names_the_re_rankers_below_the_first_stage():

@@ -117,6 +117,8 @@ class SamplerStudy:
     tests: "pandas.DataFrame"  # noqa: F821  pairwise paired t-tests between the samplers, Holm within each candidate set
     verdict: str
     training: "pandas.DataFrame"  # noqa: F821  one row per sampler student: fold, epochs, lists, pairs, wall s
+    strong: str | None = None  # the sampler whose lists come from the strong first stage alone
+    holds: bool = False  # the paper's sampler finding at this scale (:func:`sampler_finding_holds`)
 
 
 def sampler_jobs(profile: dict, cv: "crossval.CrossvalResult") -> dict[str, list[dict]]:
@@ -156,6 +158,13 @@ def pairwise_tests(scores: "pandas.DataFrame", alpha: float) -> "pandas.DataFram
     return table
 
 
+def sampler_finding_holds(tests: "pandas.DataFrame", strong: str, base: str = BASE_SAMPLER) -> bool:  # noqa: F821
+    """The paper's sampler finding, at this scale: ``strong``'s students significantly above ``base``'s
+    (after Holm) over some candidate set, and significantly below over none."""
+    rows = tests[(tests["a"] == strong) & (tests["b"] == base) & tests["significant"].astype(bool)]
+    return bool((rows["a - b"] > 0).any() and not (rows["a - b"] < 0).any())
+
+
 def sampler_verdict(tests: "pandas.DataFrame", strong: str, base: str = BASE_SAMPLER) -> str:  # noqa: F821
     """One sentence on the paper's sampler finding from :func:`sampler_study`'s ``tests``.
 
@@ -164,7 +173,7 @@ def sampler_verdict(tests: "pandas.DataFrame", strong: str, base: str = BASE_SAM
     here: ``strong``'s students significantly above ``base``'s over some candidate set and significantly
     below over none.
     """
-    parts, up, down = [], 0, 0
+    parts = []
     for first, part in tests.groupby("candidates", sort=False):
         said = []
         for _, row in part[part["b"] == base].iterrows():
@@ -174,10 +183,8 @@ def sampler_verdict(tests: "pandas.DataFrame", strong: str, base: str = BASE_SAM
             else:
                 said.append(f"{row['a']} {'above' if row['a - b'] > 0 else 'below'} {base} by {abs(row['a - b']):.4f} "
                             f"({'significantly' if sig else 'not significantly'}, p = {row['p (Holm)']:.2g} after Holm)")
-            if row["a"] == strong and sig:
-                up, down = up + (row["a - b"] > 0), down + (row["a - b"] < 0)
         parts.append(f"over {first} candidates, {'; '.join(said)}")
-    holds = up > 0 and down == 0
+    holds = sampler_finding_holds(tests, strong, base)
     return (f"Students trained on lists from each sampler score, " + "; ".join(parts) + ". "
             + ("At this scale the paper's finding holds: the strong sampler's students are significantly better."
                if holds else "At this scale the paper's finding is not reproduced: the strong sampler's students are not "
@@ -240,4 +247,5 @@ def sampler_study(profile: dict, cv: "crossval.CrossvalResult", strong: "pandas.
     training = pd.DataFrame([{"sampler": s, "fold": f, "epochs": r["epochs"], "lists": r["lists"], "pairs": r["pairs_per_epoch"] * r["epochs"],
                               "wall (s)": r["wall_s"]} for s, parts in by_sampler.items() for f, r in enumerate(parts)])
     strong_sampler = next((s for s, sampler in cfg["samplers"].items() if list(sampler["first_stages"]) == [name]), None)
-    return SamplerStudy(scores, pd.DataFrame(rows).set_index("sampler"), curve, tests, sampler_verdict(tests, strong_sampler), training)
+    return SamplerStudy(scores, pd.DataFrame(rows).set_index("sampler"), curve, tests, sampler_verdict(tests, strong_sampler),
+                        training, strong_sampler, sampler_finding_holds(tests, strong_sampler))
