@@ -108,7 +108,7 @@ def add_evaluate_arguments(parser) -> None:
 
 
 def evaluate_command(args) -> int:
-    from .cli import print_json
+    from .cli_types import print_json
 
     result = evaluate_run(args.run, args.dataset, args.measures)
     if args.json:
@@ -169,6 +169,32 @@ def rerank(
         ranked = sorted(zip(c.docids, own), key=lambda t: -t[1])
         run[c.qid] = dict(ranked)
     return run
+
+
+def untrained_sweep(backbone: str, candidates: list, dataset_id: str, max_length: int, batch_size: int = 64) -> "pandas.DataFrame":  # noqa: F821
+    """nDCG@10 of untrained students (:func:`rank_distillm.student.build_student`) on ``candidates`` (judged in ``dataset_id``), after the first stage's own order.
+
+    The library's ``classifier`` head on a full cross-encoder, then the ``segment-cosine`` head with
+    0, 1, ... all layers separate (all: the bi-encoder). One row each: ``scorer``, ``head``,
+    ``separate layers``, ``nDCG@10``.
+    """
+    import pandas as pd
+    from transformers import AutoConfig
+
+    from .student import build_student
+
+    def ndcg(run) -> float:
+        return evaluate_run(run, dataset_id, ["nDCG@10"])["nDCG@10"]
+
+    n_layers = AutoConfig.from_pretrained(backbone).num_hidden_layers
+    rows = [{"scorer": "BM25 (first stage)", "head": None, "separate layers": None,
+             "nDCG@10": ndcg(Run({c.qid: dict(zip(c.docids, c.scores)) for c in candidates}))}]
+    for head, n in [("classifier", 0)] + [("segment-cosine", n) for n in range(n_layers + 1)]:
+        model = build_student(backbone, head=head, max_length=max_length, separate_layers=n)
+        kind = " (the bi-encoder)" if n == n_layers else " (a full cross-encoder)" if n == 0 else ""
+        run = rerank(model, candidates, batch_size=batch_size, show_progress_bar=False)
+        rows.append({"scorer": f"untrained, head: {head}{kind}", "head": head, "separate layers": n, "nDCG@10": ndcg(run)})
+    return pd.DataFrame(rows)
 
 
 def load_reranker(path: str, bi_encoder: bool = False, device: str | None = None):
@@ -248,7 +274,7 @@ def student_runs(
 
 
 def add_rerank_arguments(parser) -> None:
-    from .cli import add_force_argument, positive_int, trec_tag
+    from .cli_types import add_force_argument, positive_int, trec_tag
 
     parser.add_argument("--model", required=True, help="CrossEncoder folder or hub id (pkg: names too)")
     parser.add_argument("--dataset", required=True, help="ir_datasets id of the queries and passages")
@@ -423,7 +449,7 @@ def _mean(values) -> float:
 
 
 def add_compare_arguments(parser) -> None:
-    from .cli import between_0_and_1
+    from .cli_types import between_0_and_1
 
     parser.add_argument("--dataset", required=True, help="ir_datasets id, e.g. msmarco-passage/trec-dl-2019/judged")
     parser.add_argument("--run", action="append", required=True, metavar="NAME=FILE",
@@ -449,7 +475,7 @@ def parse_run_specs(specs: Sequence[str]) -> dict[str, str]:
 
 
 def compare_command(args) -> int:
-    from .cli import print_json
+    from .cli_types import print_json
 
     parse_measures([args.measure, *args.measures])
     with warnings.catch_warnings():

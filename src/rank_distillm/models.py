@@ -47,7 +47,7 @@ def random_model(name: str) -> str:
     import torch
     from transformers import AutoTokenizer, ElectraConfig, ElectraModel
 
-    from .data import cache_dir
+    from .paths import cache_dir
 
     if name not in RANDOM_MODELS:
         raise ValueError(f"model 'random:{name}': unknown architecture (known: {', '.join(RANDOM_MODELS)})")

@@ -448,7 +448,7 @@ def save_dataset(dataset, out: str | os.PathLike) -> Path:
 
 
 def add_build_dataset_arguments(parser) -> None:
-    from .cli import add_force_argument, positive_int
+    from .cli_types import add_force_argument, positive_int
 
     parser.add_argument("--dataset", required=True, help="ir_datasets id of the queries (and qrels), e.g. msmarco-passage/trec-dl-2020/judged")
     parser.add_argument("--teacher", help="the teacher's run (a TREC run file or irds:ID); with --released, omit")

@@ -129,7 +129,7 @@ def check_training_profile(profile: dict, loss: str | None = None, train_year: s
 
 
 def train_command(args) -> int:
-    from .cli import print_json
+    from .cli_types import print_json
     from .outputs import TRAINING_FOLDER, check_target
     from .profiles import load_profile
 

@@ -24,7 +24,7 @@ def bench_command(args) -> int:
         raise ValueError(f"--depth: depths must be positive, not {args.depth}")
     result = run_bench(P, args.depth, log=lambda m: print(m, file=sys.stderr), out=args.out)
     if args.json:
-        from ..cli import print_json  # strict JSON: null where a field does not apply
+        from ..cli_types import print_json  # strict JSON: null where a field does not apply
 
         print_json(result)
         return 0

@@ -35,7 +35,7 @@ PROFILE_FIELDS = ("dataset", "candidates", "backend", "model", "prompt", "window
 
 
 def add_teach_arguments(p) -> None:
-    from ..cli import add_force_argument, positive_int, trec_tag
+    from ..cli_types import add_force_argument, positive_int, trec_tag
 
     p.add_argument("--profile", help="take the settings from this profile's teacher section (smoke, cpu, gpu, "
                                      "a variant such as colab, or a YAML file); explicit arguments win")
@@ -67,7 +67,7 @@ def add_teach_arguments(p) -> None:
 
 def parse_tokens(text: str) -> int | str:
     """A ``--max-new-tokens``/``--min-new-tokens`` value: a number, or ``ranking``."""
-    from ..cli import positive_int
+    from ..cli_types import positive_int
 
     if text == RANKING:
         return text
