@@ -30,6 +30,7 @@ import ir_measures
 
 from . import significance
 from .data import DataError, Run, cache_dir, load_qrels, read_run, run_tag, stated_order, write_run
+from .errors import ProfileError
 
 DEFAULT_MEASURES = ("nDCG@10", "RR(rel=2)@10", "R(rel=2)@100", "AP(rel=2)")
 
@@ -41,7 +42,7 @@ def parse_measures(names: Iterable[str]) -> list:
         try:
             out.append(ir_measures.parse_measure(name))
         except Exception as error:  # ir_measures raises plain ValueErrors/NameErrors
-            raise ValueError(f"unknown measure {name!r}: {error}") from None
+            raise DataError(f"unknown measure {name!r}: {error}") from None
     return out
 
 
@@ -264,7 +265,7 @@ def student_runs(
     for student in students:
         year = student.test_year if student.test_year in datasets else by_id.get(student.test_year)
         if year is None or year not in candidates:
-            raise ValueError(
+            raise DataError(
                 f"student {student.name!r}: test_year {student.test_year!r} is none of {sorted(candidates)}"
             )
         out.setdefault(year, {})[student.name] = rerank_cached(
@@ -396,13 +397,13 @@ def compare(
     import pandas as pd
 
     if not runs:
-        raise ValueError("compare: no runs given")
+        raise DataError("compare: no runs given")
     if not 0 < alpha < 1:
-        raise ValueError(f"alpha must lie between 0 and 1, not {alpha}")
+        raise DataError(f"alpha must lie between 0 and 1, not {alpha}")
     names = list(runs)
     baseline = names[0] if baseline is None else baseline
     if baseline not in runs:
-        raise ValueError(f"baseline {baseline!r} is not one of the runs {names}")
+        raise DataError(f"baseline {baseline!r} is not one of the runs {names}")
     measures = list(dict.fromkeys([measure, *measures]))
     qrels = load_qrels(dataset_id)
     wanted = list(qrels) if qids is None else list(dict.fromkeys(qids))
@@ -467,9 +468,9 @@ def parse_run_specs(specs: Sequence[str]) -> dict[str, str]:
     for spec in specs:
         name, sep, path = spec.partition("=")
         if not sep or not name or not path:
-            raise ValueError(f"--run {spec!r}: expected NAME=FILE")
+            raise DataError(f"--run {spec!r}: expected NAME=FILE")
         if name in out:
-            raise ValueError(f"--run {spec!r}: the name {name!r} is used twice")
+            raise DataError(f"--run {spec!r}: the name {name!r} is used twice")
         out[name] = path
     return out
 
@@ -525,7 +526,7 @@ def protocol(
                 runs[student.name] = rerank_cached(str(student.path), candidates, batch_size=batch_size,
                                                    show_progress_bar=show_progress_bar)
             if E["baseline"] not in runs:
-                raise ValueError(f"evaluation.baseline {E['baseline']!r} is none of the systems of {first_name} {year}: {list(runs)}")
+                raise ProfileError(f"evaluation.baseline {E['baseline']!r} is none of the systems of {first_name} {year}: {list(runs)}")
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # notes stay in the Comparison
                 out[(first_name, year)] = compare(

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import training
+from .errors import DataError
 
 
 def add_train_arguments(parser) -> None:
@@ -30,7 +31,7 @@ def _parse_overrides(items: list[str]) -> dict:
     out = {}
     for item in items:
         if "=" not in item:
-            raise ValueError(f"--set {item!r}: expected FIELD=VALUE")
+            raise DataError(f"--set {item!r}: expected FIELD=VALUE")
         key, value = item.split("=", 1)
         out[key] = parse_value(value, what=f"--set {key}")
     return out

@@ -112,9 +112,9 @@ def resolve_arguments(args) -> argparse.Namespace:
         raise _missing_candidates(args.profile, settings["dataset"])
     for arg in ("dataset", "candidates", "backend"):
         if getattr(out, arg) is None:
-            raise ValueError(f"--{arg} is required (or --profile NAME to take it from a profile)")
+            raise DataError(f"--{arg} is required (or --profile NAME to take it from a profile)")
     if out.backend not in BACKENDS:
-        raise ValueError(f"backend {out.backend!r}: use one of {sorted(BACKENDS)}")
+        raise DataError(f"backend {out.backend!r}: use one of {sorted(BACKENDS)}")
     return out
 
 
@@ -164,9 +164,9 @@ def profile_job(settings: dict, candidates, backend, name: str = "profile", *, p
 def _check(args) -> None:
     """Argument errors first, before any data or model is loaded."""
     if args.backend == "replay" and not args.log:
-        raise ValueError("--backend replay needs --log (the window log to answer from)")
+        raise DataError("--backend replay needs --log (the window log to answer from)")
     if args.backend != "replay" and not args.model:
-        raise ValueError(f"--backend {args.backend} needs --model")
+        raise DataError(f"--backend {args.backend} needs --model")
 
 
 def _backend(args):
