@@ -18,7 +18,7 @@ sentence-transformers' cross-encoder losses, one row per list::
   score``, :mod:`rank_distillm.released`) with passages from ``ir_datasets``.
 
 Lists are deterministic for a given ``seed``. Bad input (a teacher passage that the
-candidates lack, a depth deeper than a list) is a :class:`data.DataError` naming the file
+candidates lack, a depth deeper than a list) is a :class:`~rank_distillm.errors.DataError` naming the file
 and line.
 """
 
