@@ -39,9 +39,10 @@ $(DATA_STAMP): $(STAMP)
 
 SMOKE := _build/smoke
 
-# The unit tests and every chapter with profile=smoke (papermill); then the smoke book is
-# rendered from those executed chapters and opened in headless Chromium.
+# ruff's lint (pyproject.toml), the unit tests and every chapter with profile=smoke (papermill);
+# then the smoke book is rendered from those executed chapters and opened in headless Chromium.
 test: $(STAMP) $(DATA_STAMP) chromium
+	$(BIN)/python -m ruff check src tests benchmarks research
 	rm -rf $(SMOKE)
 	NOTEBOOK_OUTPUT_DIR=$(SMOKE)/notebooks $(BIN)/python -m pytest -q --durations=15
 	$(BIN)/python -m tests.smoke_book $(SMOKE)

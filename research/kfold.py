@@ -259,7 +259,7 @@ def store():
 
 def fast_model(cfg: dict):
     """``(student, model)``: a fresh split student and the model that trains it on the stored states."""
-    from gated import GatedPassageStates  # noqa: research-only architectures
+    from gated import GatedPassageStates  # research-only architectures (research/gated.py)
 
     from rank_distillm.passage_states import precomputed_student
 
@@ -510,7 +510,6 @@ def pooled(setting_name: str | None = None, rule: str | None = None, n: int = 0)
 
 
 def cmd_report(args) -> None:
-    import numpy as np
     import pandas as pd
 
     from rank_distillm import statistics

@@ -1186,3 +1186,27 @@ def test_a_cycle_or_bomb_in_a_set_value_is_refused():
     cyclic["x"] = cyclic
     with pytest.raises(ProfileError, match="contains itself"):
         load_profile("smoke", {"data.datasets": cyclic})
+
+
+def test_only_user_errors_become_one_line_and_bugs_keep_their_traceback(monkeypatch):
+    """DataError/ProfileError (and OS, network, import errors) are one line; a bare KeyError/ValueError is a bug."""
+    from rank_distillm import data_cli
+    from rank_distillm.cli import error_message
+    from rank_distillm.errors import DataError, ProfileError
+    from rank_distillm.profiles import load_profile
+
+    assert error_message(DataError("r.run line 3: bad\nscore")) == "r.run line 3: bad score"
+    assert error_message(ProfileError("training.x: unknown field")) == "training.x: unknown field"
+    for bug in (KeyError("x"), ValueError("y"), TypeError("z"), IndexError(0), AttributeError("a")):
+        assert error_message(bug) is None, bug
+    # profile mistakes are ProfileErrors (still KeyErrors for callers that catch an unknown field so)
+    for name, overrides in (("smoke", {"data.max_querys": 2}), ("no-such-profile", None)):
+        with pytest.raises(ProfileError):
+            load_profile(name, overrides)
+
+    def buggy(args):
+        raise KeyError("a bug, not bad input")
+
+    monkeypatch.setattr(data_cli, "data_command", buggy)
+    with pytest.raises(KeyError, match="a bug"):  # main re-raises: the traceback is shown
+        main(["data"])

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from rank_distillm import data
+from rank_distillm import data, paths
 from rank_distillm.evaluation import evaluate_run
 
 from .conftest import DL19, DL20, REPO
@@ -160,7 +160,7 @@ def test_no_data_names_both_ways_out(tmp_path, monkeypatch):
     with pytest.raises(data.DataError, match="is not a folder"):
         data.data_dir()
     monkeypatch.delenv(data.DATA_ENV)
-    monkeypatch.setattr(data, "_candidate_data_dirs", lambda: iter([tmp_path / "nothing"]))
+    monkeypatch.setattr(paths, "_candidate_data_dirs", lambda: iter([tmp_path / "nothing"]))
     monkeypatch.setenv(data.CACHE_ENV, str(tmp_path / "cache"))
     monkeypatch.setenv("RANK_DISTILLM_OFFLINE", "1")
     assert data.data_dir(required=False) is None

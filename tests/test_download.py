@@ -21,7 +21,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from rank_distillm import data, sources
+from rank_distillm import data, paths, sources
 
 from .conftest import REPO
 
@@ -96,7 +96,7 @@ def installed(tmp_path_factory) -> Path:
 
 
 def no_data_near(*starts: Path) -> None:
-    """Nothing that ``data._candidate_data_dirs`` would find above these places."""
+    """Nothing that ``paths._candidate_data_dirs`` would find above these places."""
     for start in starts:
         for parent in (start, *start.parents):
             assert not (parent.parent / "shared" / "data").exists(), f"{parent.parent / 'shared' / 'data'} exists"
@@ -230,7 +230,7 @@ def user_cache(tmp_path, monkeypatch) -> Path:
 @pytest.fixture
 def no_data_folder(user_cache, monkeypatch) -> Path:
     """In-process: no RANK_DISTILLM_DATA, nothing beside the repository, an empty cache."""
-    monkeypatch.setattr(data, "_candidate_data_dirs", lambda: iter(()))
+    monkeypatch.setattr(paths, "_candidate_data_dirs", lambda: iter(()))
     return user_cache / "data"
 
 

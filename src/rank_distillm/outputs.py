@@ -42,7 +42,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from .data import DataError, _file_kind
+from .errors import DataError
+from .paths import file_kind as _file_kind
 
 # --------------------------------------------------------------------------- modes and names
 
@@ -180,7 +181,7 @@ def check_target(
 ) -> Path:
     """Refuse a bad output target before any work is done; returns the target as a :class:`Path`.
 
-    A :class:`~rank_distillm.data.DataError` naming ``option`` and the path when the target
+    A :class:`~rank_distillm.errors.DataError` naming ``option`` and the path when the target
 
     - is one of ``inputs`` (or, for a folder, holds one of them or the working folder);
     - is a folder where a file is written, or a file where a folder is;

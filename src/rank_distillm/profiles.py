@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from .data import DataError
+from .errors import DataError, ProfileError  # noqa: F401 - re-exported: profiles.ProfileError
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
 VARIANT_DIR = PROFILE_DIR / "variants"
@@ -46,17 +46,6 @@ def sections() -> list[str]:
 # Fields whose value is a mapping of names that a profile may extend (dataset years, LLM runs,
 # vLLM engine arguments), as opposed to a section whose fields are fixed.
 OPEN_FIELDS = ("data.datasets", "data.first_stage", "data.llm_runs", "teacher.engine", "training.stage2.teacher")
-
-
-class ProfileError(DataError, KeyError):
-    """A bad profile file or override; the message names the file, line or field.
-
-    (A :class:`~rank_distillm.data.DataError`, and a ``KeyError`` for callers that catch
-    unknown fields as such.)
-    """
-
-    def __str__(self) -> str:  # KeyError would show the message in quotes
-        return str(self.args[0]) if self.args else ""
 
 
 def _closest(name: str, known) -> str:
@@ -222,12 +211,12 @@ def load_profile(name: str = DEFAULT_PROFILE, overrides: dict[str, Any] | None =
         if not path.is_file():
             path = Path(name).expanduser()
         if os.path.lexists(path) and not path.is_file():
-            from .data import input_file
+            from .paths import input_file
 
             input_file(path, "profile file")  # a folder, FIFO or symlink loop: say so, not "unknown"
         if not path.is_file():
             variants = sorted(p.stem for p in VARIANT_DIR.glob("*.yaml"))
-            raise ValueError(f"unknown profile {name!r}: use one of {PROFILES + tuple(variants)} or the path of a YAML file")
+            raise ProfileError(f"unknown profile {name!r}: use one of {PROFILES + tuple(variants)} or the path of a YAML file")
         if path.resolve() in _seen:
             raise ProfileError(f"{path}: its base leads back to itself")
         custom = read_yaml(path)

@@ -20,6 +20,11 @@ lightning-ir. The paper's evaluation runs (BM25 and ColBERTv2 over TREC DL 2019 
 commit and checked against their git blob id. Offline, ``parquet:RUN`` (a TREC run written once to the released schema in
 the cache, :func:`as_released_file`) stands in for a released file and goes through the same
 reader; the ``gpu-mini`` profile trains that way.
+
+Where it sits: above ``data`` (it reads into ``data``'s ``Run``, with its TREC reader and its
+``ir_datasets`` access). ``data.read_run`` and ``data.irds_dataset`` reach :func:`read_released`,
+:func:`fetch_github` and :func:`register` through the readers the package's ``__init__`` hands
+down (:func:`rank_distillm.data.use_released`).
 """
 
 from __future__ import annotations
@@ -28,7 +33,9 @@ import hashlib
 import os
 from pathlib import Path
 
-from .data import DataError, Run
+from .data import Run, irds_dataset, read_run
+from .errors import DataError
+from .paths import cache_dir, input_file, resolve_path
 
 BASE_URL = "https://huggingface.co/datasets/webis/rank-distillm/resolve/main"
 # id suffix: (file name, md5), as registered by lightning-ir
@@ -104,8 +111,6 @@ def read_table(path: str | os.PathLike):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from .data import input_file
-
     path = input_file(Path(path), "released data file")
     try:
         names = pq.read_schema(path).names
@@ -152,8 +157,6 @@ def as_released_file(run_spec: str | os.PathLike) -> Path:
     What ``parquet:RUN`` run specs read: offline stand-ins for the released files that take
     the released files' reader.
     """
-    from .data import cache_dir, read_run, resolve_path
-
     source = resolve_path(run_spec)
     if not source.is_file():
         raise DataError(f"parquet:{run_spec}: run file not found: {source}")
@@ -189,8 +192,6 @@ def github_target(spec: str) -> tuple[Path, str, str]:
     ``..``, empty parts, backslashes or control characters, and the resolved file must lie
     under ``$RANK_DISTILLM_CACHE/github``.
     """
-    from .data import cache_dir
-
     body, hash_sign, blob = spec[len("github:"):].partition("#")
     parts = body.split("/")
     form = f"run spec {spec!r}: expected github:OWNER/REPO/COMMIT/PATH#BLOB"
@@ -235,8 +236,7 @@ def fetch_github(spec: str) -> Path:
     The base URL is ``https://raw.githubusercontent.com`` or ``$RANK_DISTILLM_GITHUB_RAW``
     (a mirror, ``file://`` too).
     """
-    from .downloads import ChecksumMismatch, fetch_to
-    from .sources import download_forbidden
+    from .downloads import ChecksumMismatch, download_forbidden, fetch_to
 
     target, body, blob = github_target(spec)
     if target.is_file() and _blob_of_file(target) == blob:
@@ -257,8 +257,6 @@ def fetch_github(spec: str) -> Path:
 def released_path(spec: str | os.PathLike) -> Path:
     """The local parquet file of a spec: a path, ``parquet:RUN``, ``irds:ID`` of a registered file
     (downloaded on first use) or ``hf://datasets/OWNER/NAME/FILE`` (fetched by huggingface_hub)."""
-    from .data import irds_dataset, resolve_path
-
     text = str(spec)
     if text.startswith("parquet:"):
         return as_released_file(text[len("parquet:"):])

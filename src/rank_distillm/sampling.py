@@ -18,7 +18,7 @@ sentence-transformers' cross-encoder losses, one row per list::
   score``, :mod:`rank_distillm.released`) with passages from ``ir_datasets``.
 
 Lists are deterministic for a given ``seed``. Bad input (a teacher passage that the
-candidates lack, a depth deeper than a list) is a :class:`data.DataError` naming the file
+candidates lack, a depth deeper than a list) is a :class:`~rank_distillm.errors.DataError` naming the file
 and line.
 """
 
@@ -77,9 +77,9 @@ def target(rank: int, depth: int, labels: str, score: float | None = None) -> fl
         return 1.0 / rank
     if labels == "score":
         if score is None:
-            raise ValueError("labels='score' needs the teacher's scores")
+            raise DataError("labels='score' needs the teacher's scores")
         return float(score)
-    raise ValueError(f"labels: unknown label transform {labels!r} (use one of {', '.join(LABELS)})")
+    raise DataError(f"labels: unknown label transform {labels!r} (use one of {', '.join(LABELS)})")
 
 
 # --------------------------------------------------------------------------- distillation
@@ -135,21 +135,21 @@ def distillation_lists(
 def _check_list_options(depth: int, per_list: int | None, sampling: str, labels: str, cut: str) -> None:
     """The options of :func:`distillation_lists`, checked before any list is built."""
     if cut not in CUTS:
-        raise ValueError(f"cut: unknown cut {cut!r} (use one of {', '.join(CUTS)})")
+        raise DataError(f"cut: unknown cut {cut!r} (use one of {', '.join(CUTS)})")
     if sampling not in SAMPLINGS:
-        raise ValueError(f"sampling: unknown sampling {sampling!r} (use one of {', '.join(SAMPLINGS)})")
+        raise DataError(f"sampling: unknown sampling {sampling!r} (use one of {', '.join(SAMPLINGS)})")
     if labels not in LABELS:
-        raise ValueError(f"labels: unknown label transform {labels!r} (use one of {', '.join(LABELS)})")
+        raise DataError(f"labels: unknown label transform {labels!r} (use one of {', '.join(LABELS)})")
     if depth < 1:
-        raise ValueError(f"depth must be at least 1, got {depth}")
+        raise DataError(f"depth must be at least 1, got {depth}")
     if per_list is not None and per_list < 1:
-        raise ValueError(f"per_list must be at least 1, got {per_list}")
+        raise DataError(f"per_list must be at least 1, got {per_list}")
     if sampling in ("top", "random") and per_list is not None and per_list > depth:
-        raise ValueError(f"sampling={sampling!r}: per_list ({per_list}) is larger than depth ({depth})")
+        raise DataError(f"sampling={sampling!r}: per_list ({per_list}) is larger than depth ({depth})")
     if sampling == "random" and per_list is None:
-        raise ValueError("sampling='random' needs per_list (how many of the top-depth passages to draw)")
+        raise DataError("sampling='random' needs per_list (how many of the top-depth passages to draw)")
     if sampling == "hard" and (per_list is None or per_list <= depth):
-        raise ValueError(
+        raise DataError(
             f"sampling='hard' needs per_list larger than depth ({depth}): the list holds the "
             f"teacher's top-{depth} plus per_list - depth first-stage hard negatives"
         )
@@ -277,7 +277,7 @@ def relevance_lists(
     a :class:`DataError`.
     """
     if negatives < 1:
-        raise ValueError(f"negatives must be at least 1, got {negatives}")
+        raise DataError(f"negatives must be at least 1, got {negatives}")
     qrels = data.load_qrels(dataset_id)
     rows = []
     for cand in candidates:
@@ -413,7 +413,7 @@ def released_lists(
         table = top_lists(first_stage)
         order = {q: d for q, d in zip(table.column("qid").to_pylist(), table.column("docids").to_pylist()) if q in wanted}
     elif sampling == "hard" or (cut == "first-stage" and any(len(run[q]) > depth for q in qids)):
-        raise ValueError(f"released lists: sampling={sampling!r}, cut={cut!r} at depth {depth} needs the first-stage "
+        raise DataError(f"released lists: sampling={sampling!r}, cut={cut!r} at depth {depth} needs the first-stage "
                          "ranks, which the released files do not hold (give first_stage, the released ColBERTv2 run)")
     texts = data.load_queries(queries) if isinstance(queries, str) else dict(queries)
     store = data.docs_store(docs_dataset_id)
@@ -448,7 +448,7 @@ def save_dataset(dataset, out: str | os.PathLike) -> Path:
 
 
 def add_build_dataset_arguments(parser) -> None:
-    from .cli import add_force_argument, positive_int
+    from .cli_types import add_force_argument, positive_int
 
     parser.add_argument("--dataset", required=True, help="ir_datasets id of the queries (and qrels), e.g. msmarco-passage/trec-dl-2020/judged")
     parser.add_argument("--teacher", help="the teacher's run (a TREC run file or irds:ID); with --released, omit")
@@ -479,7 +479,7 @@ def build_dataset_command(args) -> int:
         dataset = released_lists(args.released, args.dataset, max_queries=args.max_queries, **options)
     else:
         if not (args.teacher and args.candidates):
-            raise ValueError("build-dataset needs --teacher and --candidates (or --released)")
+            raise DataError("build-dataset needs --teacher and --candidates (or --released)")
         candidates = data.load_candidates(args.dataset, args.candidates, depth=args.candidates_depth, max_queries=args.max_queries)
         dataset = distillation_lists(args.teacher, candidates, **options)
     out = save_dataset(dataset, args.out)

@@ -27,6 +27,12 @@ and the checksums of the converted files. :func:`download` does the whole job::
    folder, built under a temporary name beside ``out``, is renamed into place: a failed or
    interrupted download never leaves a half-built folder at ``out``.
 
+Where it sits: above ``data`` (it converts with ``data``'s run reader and writer), ``sampling``
+(MS MARCO's text repair) and ``teacher`` (the window-log replay through the teacher's own
+loop). The data folder's lookup (:func:`rank_distillm.paths.data_dir`, below everything)
+reaches :func:`build_on_first_use` only through the builder that the package's ``__init__``
+registers, so no lower module imports this one.
+
 Downloads are off when ``RANK_DISTILLM_OFFLINE`` is true, or, when that variable is unset,
 when ``HF_HUB_OFFLINE`` is (the Makefile sets ``RANK_DISTILLM_OFFLINE=0``: the model hub
 stays offline there, the data may be fetched).
@@ -49,13 +55,20 @@ from urllib.parse import quote
 
 from tqdm.auto import tqdm
 
-from .data import Candidates, DataError, before_importing_ir_datasets, cache_dir, read_run, write_run
-from .downloads import ChecksumMismatch, SourceUnreachable, fetch_to  # noqa: F401 - re-exported
+from .data import Candidates, read_run, write_run
+from .downloads import (  # noqa: F401 - re-exported
+    HUB_OFFLINE_ENV,
+    OFFLINE_ENV,
+    ChecksumMismatch,
+    SourceUnreachable,
+    download_forbidden,
+    fetch_to,
+)
+from .errors import DataError
+from .paths import DATA_ENV, before_importing_ir_datasets, cache_dir
 
 SOURCES_FILE = Path(__file__).with_name("sources.json")
 URL_ENV = "RANK_DISTILLM_SOURCES_URL"
-OFFLINE_ENV = "RANK_DISTILLM_OFFLINE"
-HUB_OFFLINE_ENV = "HF_HUB_OFFLINE"
 LOG_FIELDS = ("qid", "window", "start", "end", "docids", "prompt", "response")
 
 
@@ -101,22 +114,6 @@ def base_url(url: str | None = None) -> str:
 
 def total_bytes() -> int:
     return sum(s.bytes for s in sources())
-
-
-def _flag(name: str) -> bool | None:
-    value = os.environ.get(name, "").strip().lower()
-    return None if not value else value not in ("0", "false", "no", "off")
-
-
-def download_forbidden() -> str | None:
-    """Why downloads are off (the variable that says so), or ``None`` when they are allowed."""
-    own = _flag(OFFLINE_ENV)
-    if own is not None:
-        return f"{OFFLINE_ENV}={os.environ[OFFLINE_ENV]} forbids downloads" if own else None
-    if _flag(HUB_OFFLINE_ENV):
-        return (f"{HUB_OFFLINE_ENV}={os.environ[HUB_OFFLINE_ENV]} forbids downloads "
-                f"({OFFLINE_ENV}=0 allows the data's while the model hub stays offline)")
-    return None
 
 
 def raw_dir() -> Path:
@@ -228,23 +225,10 @@ def _window_log(group: list[Source], raw: Path, out: Path) -> None:
 
     The records are the windows in the order they ran: query by query in the order of the
     hit lists (``hits``), bottom window first. Each response is applied to the current list
-    exactly as a live teacher's would be (:func:`rank_distillm.teacher.sliding_window_rerank`);
+    exactly as a live teacher's would be (:func:`rank_distillm.teacher.windows.replay_records`);
     the final lists must equal the run ``reproduces``.
     """
-    from .teacher.backends import Answer, Backend
-    from .teacher.windows import sliding_window_rerank, window_schedule
-
-    class Recorded(Backend):
-        """Answers a window with the record at its place in the raw log."""
-
-        name = "recorded"
-
-        def __init__(self, records, offsets):
-            self.records, self.offsets = records, offsets
-
-        def generate(self, requests):
-            picked = [self.records[self.offsets[r.qid] + r.window] for r in requests]
-            return [Answer(response=p["response"], prompt=p["prompt"]) for p in picked]
+    from .teacher.windows import replay_records
 
     by_path = {s.path: s for s in sources()}
     for s in group:
@@ -255,15 +239,9 @@ def _window_log(group: list[Source], raw: Path, out: Path) -> None:
                        texts=[h["content"] for h in q["hits"]])
             for q in _read_json(raw / hits_source.key, hits_source)
         ]
-        records = _read_json(raw / s.key, s)
-        offsets, n = {}, 0
-        for c in candidates:
-            offsets[c.qid] = n
-            n += len(window_schedule(len(c), o["window"], o["stride"], o["depth"]))
-        if n != len(records):
-            raise DataError(f"{s.path}: {len(records)} windows, but the hit lists of {hits_source.path} make {n}")
-        result = sliding_window_rerank(candidates, Recorded(records, offsets), prompt=o["prompt"], window=o["window"],
-                                       stride=o["stride"], depth=o["depth"], progress=False)
+        result = replay_records(candidates, _read_json(raw / s.key, s), prompt=o["prompt"], window=o["window"],
+                                stride=o["stride"], depth=o["depth"],
+                                what=f"{s.path}", lists=f"the hit lists of {hits_source.path}")
         reference = read_run(out / o["reproduces"])
         for qid in result.run:
             if result.run.ranking(qid) != reference.ranking(qid):
@@ -477,3 +455,45 @@ def download(out: str | os.PathLike, url: str | None = None, *, raw: str | os.Pa
             raise
     built.seconds = time.perf_counter() - t0
     return built
+
+
+# --------------------------------------------------------------------------- on first use
+
+ONLINE_HELP = (
+    "No data folder was found, and {reason}. Either point {env} at a data folder (ir_datasets/, "
+    "runs/, teacher-logs/: one that `rank-distillm data download --out DIR` builds), or allow the "
+    "download: with internet access and downloads on (RANK_DISTILLM_OFFLINE=0, or neither it nor "
+    "HF_HUB_OFFLINE set), the package fetches the data's public sources ({size:.1f} MB from {url}) "
+    "into {cache} on first use."
+)
+
+
+def build_on_first_use(folder: Path, required: bool = True) -> Path | None:
+    """The data folder ``folder`` (``$RANK_DISTILLM_CACHE/data``), built from the public sources when it is not yet.
+
+    What :func:`rank_distillm.paths.data_dir` calls when it finds no other data folder (the
+    package registers it). Says on stderr, once, that it built the folder. Without the
+    download (off, or it failed), ``None`` when ``required=False``, else a :class:`DataError`
+    that names both ways out.
+    """
+    import sys
+
+    if is_built(folder):
+        return folder
+    reason = download_forbidden()
+    if reason is None:
+        try:
+            built = download(folder, replace=True)
+        except SourceUnreachable as error:
+            reason = f"the download failed ({error})"
+        else:
+            if not built.existed:
+                print(f"rank-distillm: no data folder was found, so it was built from the data's public sources: "
+                      f"{built.fetched} of {len(sources())} raw files fetched from {built.base_url} "
+                      f"({built.bytes / 1e6:.1f} MB in all, each checked against its sha256) and converted into "
+                      f"{built.path}, which is used from now on ({DATA_ENV} overrides it).", file=sys.stderr)
+            return built.path
+    if required:
+        raise DataError(ONLINE_HELP.format(reason=reason, env=DATA_ENV, size=total_bytes() / 1e6,
+                                           url=base_url(), cache=folder))
+    return None

@@ -276,29 +276,3 @@ def load_student(path: str | os.PathLike, *, device: str | None = None, max_leng
     if folder.is_dir() and _own_modules(folder):
         return CrossEncoder(str(folder), device=device, max_length=max_length, trust_remote_code=True)
     return CrossEncoder(str(path), num_labels=1, device=device, max_length=max_length)
-
-
-def untrained_sweep(backbone: str, candidates: list, dataset_id: str, max_length: int, batch_size: int = 64) -> "pandas.DataFrame":  # noqa: F821
-    """nDCG@10 of untrained students on ``candidates`` (judged in ``dataset_id``), after the first stage's own order.
-
-    The library's ``classifier`` head on a full cross-encoder, then the ``segment-cosine`` head with
-    0, 1, ... all layers separate (all: the bi-encoder). One row each: ``scorer``, ``head``,
-    ``separate layers``, ``nDCG@10``.
-    """
-    import pandas as pd
-    from transformers import AutoConfig
-
-    from . import data, evaluation
-
-    def ndcg(run) -> float:
-        return evaluation.evaluate_run(run, dataset_id, ["nDCG@10"])["nDCG@10"]
-
-    n_layers = AutoConfig.from_pretrained(backbone).num_hidden_layers
-    rows = [{"scorer": "BM25 (first stage)", "head": None, "separate layers": None,
-             "nDCG@10": ndcg(data.Run({c.qid: dict(zip(c.docids, c.scores)) for c in candidates}))}]
-    for head, n in [("classifier", 0)] + [("segment-cosine", n) for n in range(n_layers + 1)]:
-        model = build_student(backbone, head=head, max_length=max_length, separate_layers=n)
-        kind = " (the bi-encoder)" if n == n_layers else " (a full cross-encoder)" if n == 0 else ""
-        run = evaluation.rerank(model, candidates, batch_size=batch_size, show_progress_bar=False)
-        rows.append({"scorer": f"untrained, head: {head}{kind}", "head": head, "separate layers": n, "nDCG@10": ndcg(run)})
-    return pd.DataFrame(rows)

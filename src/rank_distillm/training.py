@@ -49,6 +49,7 @@ from pathlib import Path
 
 from . import data, models, sampling
 from .devices import default_device, use_bf16
+from .errors import DataError, ProfileError
 from .outputs import write_json
 from .student import build_student, load_student
 
@@ -100,7 +101,7 @@ def _stage_runs(stage: dict) -> bool:
 def _check(section: dict, name: str, fields: tuple[str, ...]) -> None:
     missing = [f for f in fields if f not in section]
     if missing:
-        raise KeyError(f"training profile, {name}: missing field(s) {', '.join(missing)}")
+        raise ProfileError(f"training profile, {name}: missing field(s) {', '.join(missing)}")
 
 
 def batch_arithmetic(cfg: dict) -> dict:
@@ -122,7 +123,7 @@ def split_heldout(qids: list[str], n: int, seed: int) -> tuple[list[str], list[s
     if n <= 0:
         return list(qids), []
     if n >= len(qids):
-        raise ValueError(f"heldout_queries ({n}) must be smaller than the training year's {len(qids)} queries")
+        raise ProfileError(f"heldout_queries ({n}) must be smaller than the training year's {len(qids)} queries")
     held = set(random.Random(seed).sample(sorted(qids), n))
     return [q for q in qids if q not in held], [q for q in qids if q in held]
 
@@ -133,7 +134,7 @@ def split_heldout(qids: list[str], n: int, seed: int) -> tuple[list[str], list[s
 def _candidates(profile: dict, year: str) -> list:
     d = profile["data"]
     if year not in d["datasets"]:
-        raise KeyError(f"training profile: year {year!r} is not in data.datasets ({', '.join(d['datasets'])})")
+        raise ProfileError(f"training profile: year {year!r} is not in data.datasets ({', '.join(d['datasets'])})")
     data.setup_ir_datasets()
     cfg = profile["training"]
     return data.load_candidates(
@@ -161,11 +162,11 @@ def training_lists(profile: dict, train_year: str) -> dict:
     cfg = profile["training"]
     s1, s2 = cfg["stage1"], cfg["stage2"]
     if s1["source"] not in STAGE1_SOURCES:
-        raise ValueError(f"training.stage1.source: unknown source {s1['source']!r} (use one of {', '.join(STAGE1_SOURCES)})")
+        raise ProfileError(f"training.stage1.source: unknown source {s1['source']!r} (use one of {', '.join(STAGE1_SOURCES)})")
     if s2["source"] not in STAGE2_SOURCES:
-        raise ValueError(f"training.stage2.source: unknown source {s2['source']!r} (use one of {', '.join(STAGE2_SOURCES)})")
+        raise ProfileError(f"training.stage2.source: unknown source {s2['source']!r} (use one of {', '.join(STAGE2_SOURCES)})")
     if cfg["selection"] not in SELECTIONS:
-        raise ValueError(f"training.selection: unknown selection {cfg['selection']!r} (use one of {', '.join(SELECTIONS)})")
+        raise ProfileError(f"training.selection: unknown selection {cfg['selection']!r} (use one of {', '.join(SELECTIONS)})")
     s1_runs = s1["source"] != "none" and _stage_runs(s1)
     needs_year = cfg["heldout_queries"] or s2["source"] == "teacher" or (s1_runs and s1["source"] in ("graded", "relevance"))
     cands = _candidates(profile, train_year) if needs_year else []
@@ -192,7 +193,7 @@ def training_lists(profile: dict, train_year: str) -> dict:
     if s2["source"] == "teacher":
         spec = s2["teacher"].get(train_year)
         if spec is None:
-            raise KeyError(f"training.stage2.teacher: no teacher run for year {train_year!r}")
+            raise ProfileError(f"training.stage2.teacher: no teacher run for year {train_year!r}")
         stage2 = sampling.distillation_lists(data.resolve_path(spec), train_c, **options)
     else:
         stage2 = sampling.released_lists(s2["released"], s2["released_queries"], max_queries=s2["released_max_queries"],
@@ -280,7 +281,7 @@ def training_columns(dataset):
         return dataset.select_columns(list(TRAIN_COLUMNS))
     transform = (dataset.format.get("format_kwargs") or {}).get("transform")
     if transform is None:
-        raise ValueError(f"training lists need columns {', '.join(TRAIN_COLUMNS)} (got {', '.join(dataset.column_names)})")
+        raise DataError(f"training lists need columns {', '.join(TRAIN_COLUMNS)} (got {', '.join(dataset.column_names)})")
     return dataset.with_transform(_Columns(transform, TRAIN_COLUMNS))
 
 
@@ -533,7 +534,7 @@ def train_student(
         metrics["stages"][stage_name] = m
         path = str(done)
     if path is None:
-        raise ValueError("training profile: neither stage has lists and epochs or max_steps > 0, nothing to train")
+        raise ProfileError("training profile: neither stage has lists and epochs or max_steps > 0, nothing to train")
     metrics["wall_s"] = round(time.perf_counter() - start, 1)
     stages = metrics["stages"].values()
     metrics["train_wall_s"] = round(sum(s["wall_s"] for s in stages), 1)

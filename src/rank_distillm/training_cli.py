@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import training
+from .errors import DataError
 
 
 def add_train_arguments(parser) -> None:
@@ -30,7 +31,7 @@ def _parse_overrides(items: list[str]) -> dict:
     out = {}
     for item in items:
         if "=" not in item:
-            raise ValueError(f"--set {item!r}: expected FIELD=VALUE")
+            raise DataError(f"--set {item!r}: expected FIELD=VALUE")
         key, value = item.split("=", 1)
         out[key] = parse_value(value, what=f"--set {key}")
     return out
@@ -129,7 +130,7 @@ def check_training_profile(profile: dict, loss: str | None = None, train_year: s
 
 
 def train_command(args) -> int:
-    from .cli import print_json
+    from .cli_types import print_json
     from .outputs import TRAINING_FOLDER, check_target
     from .profiles import load_profile
 

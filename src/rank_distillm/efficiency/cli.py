@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+from ..errors import DataError
+
 
 def add_bench_arguments(parser) -> None:
     parser.add_argument("--profile", default="cpu", help="smoke | cpu | gpu, or the path of a YAML profile")
@@ -21,10 +23,10 @@ def bench_command(args) -> int:
 
     P = load_profile(args.profile)["efficiency"]
     if args.depth and min(args.depth) < 1:
-        raise ValueError(f"--depth: depths must be positive, not {args.depth}")
+        raise DataError(f"--depth: depths must be positive, not {args.depth}")
     result = run_bench(P, args.depth, log=lambda m: print(m, file=sys.stderr), out=args.out)
     if args.json:
-        from ..cli import print_json  # strict JSON: null where a field does not apply
+        from ..cli_types import print_json  # strict JSON: null where a field does not apply
 
         print_json(result)
         return 0

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..data import Candidates, load_candidates
+from ..errors import ProfileError
 from .harness import bench_key, combine_records, measure_in_subprocess, read_bench_rows
 from .specs import model_name, spec_device
 from .student_runtimes import split_backend
@@ -121,7 +122,7 @@ def run_bench(P: dict, depths: Sequence[int] | None = None, log=print, out: str 
             try:
                 split_backend(backend)
             except ValueError as error:
-                raise ValueError(f"efficiency.{field}: {error}") from None
+                raise ProfileError(f"efficiency.{field}: {error}") from None
     student_depths = list(depths or P["student_depths"])
     teacher_depths = list(depths or P["teacher_depths"])
     cands = bench_candidates({**P, "student_depths": student_depths, "teacher_depths": teacher_depths})

@@ -35,7 +35,7 @@ PROFILE_FIELDS = ("dataset", "candidates", "backend", "model", "prompt", "window
 
 
 def add_teach_arguments(p) -> None:
-    from ..cli import add_force_argument, positive_int, trec_tag
+    from ..cli_types import add_force_argument, positive_int, trec_tag
 
     p.add_argument("--profile", help="take the settings from this profile's teacher section (smoke, cpu, gpu, "
                                      "a variant such as colab, or a YAML file); explicit arguments win")
@@ -67,7 +67,7 @@ def add_teach_arguments(p) -> None:
 
 def parse_tokens(text: str) -> int | str:
     """A ``--max-new-tokens``/``--min-new-tokens`` value: a number, or ``ranking``."""
-    from ..cli import positive_int
+    from ..cli_types import positive_int
 
     if text == RANKING:
         return text
@@ -112,9 +112,9 @@ def resolve_arguments(args) -> argparse.Namespace:
         raise _missing_candidates(args.profile, settings["dataset"])
     for arg in ("dataset", "candidates", "backend"):
         if getattr(out, arg) is None:
-            raise ValueError(f"--{arg} is required (or --profile NAME to take it from a profile)")
+            raise DataError(f"--{arg} is required (or --profile NAME to take it from a profile)")
     if out.backend not in BACKENDS:
-        raise ValueError(f"backend {out.backend!r}: use one of {sorted(BACKENDS)}")
+        raise DataError(f"backend {out.backend!r}: use one of {sorted(BACKENDS)}")
     return out
 
 
@@ -164,9 +164,9 @@ def profile_job(settings: dict, candidates, backend, name: str = "profile", *, p
 def _check(args) -> None:
     """Argument errors first, before any data or model is loaded."""
     if args.backend == "replay" and not args.log:
-        raise ValueError("--backend replay needs --log (the window log to answer from)")
+        raise DataError("--backend replay needs --log (the window log to answer from)")
     if args.backend != "replay" and not args.model:
-        raise ValueError(f"--backend {args.backend} needs --model")
+        raise DataError(f"--backend {args.backend} needs --model")
 
 
 def _backend(args):

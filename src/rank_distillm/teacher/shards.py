@@ -51,7 +51,7 @@ def split(items: list, shard: int, num_shards: int) -> list:
     order in the list (e.g. by difficulty) evenly.
     """
     if num_shards < 1 or not 0 <= shard < num_shards:
-        raise ValueError(f"shard {shard} of {num_shards}: need 0 <= shard < num_shards")
+        raise DataError(f"shard {shard} of {num_shards}: need 0 <= shard < num_shards")
     return items[shard::num_shards]
 
 
@@ -238,10 +238,10 @@ def _make_backend(args):
 
     if args.backend == "replay":
         if not args.replay_log:
-            raise ValueError("--backend replay needs --replay-log")
+            raise DataError("--backend replay needs --replay-log")
         return make_backend("replay", log_path=args.replay_log)
     if not args.model:
-        raise ValueError(f"--backend {args.backend} needs --model")
+        raise DataError(f"--backend {args.backend} needs --model")
     engine = {"max_model_len": args.max_model_len} if args.max_model_len else {}
     return live_backend(args.backend, args.model, tensor_parallel_size=args.tensor_parallel_size, engine=engine,
                         max_new_tokens=args.max_new_tokens, min_new_tokens=args.min_new_tokens)
@@ -252,7 +252,7 @@ def launch_commands(gpus: str, processes: int | None, tensor_parallel: int, run_
     ids = [g for g in gpus.split(",") if g.strip()]
     if ids:
         if len(ids) % tensor_parallel:
-            raise ValueError(f"{len(ids)} GPUs do not split into groups of {tensor_parallel}")
+            raise DataError(f"{len(ids)} GPUs do not split into groups of {tensor_parallel}")
         groups = [",".join(ids[i:i + tensor_parallel]) for i in range(0, len(ids), tensor_parallel)]
     else:
         groups = [None] * (processes or 1)
@@ -289,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.shard is None or args.num_shards is None:
             found = shard_from_env()
             if found is None:
-                raise ValueError("give --shard and --num-shards (or run under a SLURM array, srun or torchrun)")
+                raise DataError("give --shard and --num-shards (or run under a SLURM array, srun or torchrun)")
             args.shard = found[0] if args.shard is None else args.shard
             args.num_shards = found[1] if args.num_shards is None else args.num_shards
         name = shard_name(args.shard, args.num_shards)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from tqdm.auto import tqdm
 
 from ..data import Candidates, DataError, Run, run_from_rankings
-from .backends import Backend, Request
+from .backends import Answer, Backend, Request
 from .log import WindowLog
 from .prompts import PromptTemplate, default_max_words, fit_window, get_template, ranking_tokens, render_fixed
 
@@ -344,3 +344,33 @@ def sliding_window_rerank(
     rankings = {q.cand.qid: [q.cand.docids[i] for i in q.order] for q in queries}
     windows = [r for q in queries for r in records[q.cand.qid]]
     return TeacherResult(run=run_from_rankings(rankings), windows=windows, resumed=resumed)
+
+
+def replay_records(candidates: list[Candidates], records: list[dict], *, prompt: str, window: int, stride: int,
+                   depth: int, what: str = "the records", lists: str = "the candidates") -> TeacherResult:
+    """Replay recorded windows (``prompt``/``response`` dicts, in the order they ran) through :func:`sliding_window_rerank`.
+
+    The records are the windows query by query, in the order of ``candidates``, bottom window
+    first; each response is applied to the current list exactly as a live teacher's would be.
+    How the data folder's DL20 window log is rebuilt from RankVicuna's raw prompt log
+    (:mod:`rank_distillm.sources`). A count of records that is not the schedule's is a
+    :class:`DataError` naming ``what`` and ``lists``.
+    """
+    offsets, n = {}, 0
+    for c in candidates:
+        offsets[c.qid] = n
+        n += len(window_schedule(len(c), window, stride, depth))
+    if n != len(records):
+        raise DataError(f"{what}: {len(records)} windows, but {lists} make {n}")
+
+    class Recorded(Backend):
+        """Answers a window with the record at its place in the recorded log."""
+
+        name = "recorded"
+
+        def generate(self, requests):
+            picked = [records[offsets[r.qid] + r.window] for r in requests]
+            return [Answer(response=p["response"], prompt=p["prompt"]) for p in picked]
+
+    return sliding_window_rerank(candidates, Recorded(), prompt=prompt, window=window, stride=stride, depth=depth,
+                                 progress=False)
