@@ -185,13 +185,13 @@ def sampler_verdict(tests: "pandas.DataFrame", strong: str, base: str = BASE_SAM
                             f"({'significantly' if sig else 'not significantly'}, p = {row['p (Holm)']:.2g} after Holm)")
         parts.append(f"over {first} candidates, {'; '.join(said)}")
     holds = sampler_finding_holds(tests, strong, base)
-    return (f"Students trained on lists from each sampler score, " + "; ".join(parts) + ". "
+    return ("Students trained on lists from each sampler score, " + "; ".join(parts) + ". "
             + ("At this scale the paper's finding holds: the strong sampler's students are significantly better."
                if holds else "At this scale the paper's finding is not reproduced: the strong sampler's students are not "
                "significantly better than BM25's."))
 
 
-def sampler_study(profile: dict, cv: "crossval.CrossvalResult", strong: "pandas.DataFrame | None" = None) -> SamplerStudy:
+def sampler_study(profile: dict, cv: "crossval.CrossvalResult", strong: "pandas.DataFrame | None" = None) -> SamplerStudy:  # noqa: F821
     """Train the samplers' students (:func:`sampler_jobs`), evaluate each over BM25's and the strong first stage's candidates.
 
     The sampler ``bm25`` is the k-fold student itself (``cv``: no training). Returns the per-query
