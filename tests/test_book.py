@@ -211,3 +211,75 @@ def test_results_json_holds_the_glued_numbers():
     assert len(values["training/curve"]) >= 2 and all(0 < v < 1 for v in values["training/curve"].values())
     # the teacher chapter's replay claim, as data: all 54 DL20 queries as stored, nDCG@10 of the stored run
     assert values["teacher/replay_identical"] == 54 and values["teacher/replay_ndcg10"] == 0.6611
+
+
+# --- Page hygiene: what a reader must never see, in the built HTML ------------------------------------------
+
+# Visible text of a page, code listings (show_source, code cells) left out: their source may say NaN or /tmp.
+_TEXT_OUTSIDE_SOURCE = re.compile(
+    r'<div class="cell_input.*?</div>\s*</div>|<div class="rank-distillm-source".*?</pre></div>|<script.*?</script>|'
+    r"<style.*?</style>|<head>.*?</head>", re.S)
+DIRT = {
+    "a raw glue role": re.compile(r"\{glue(:\w+)?\}"),
+    "NaN": re.compile(r"(?<![\w.])NaN(?![\w])"),
+    "an absolute path of the build machine": re.compile(r"(?<![\w.:/])/(work|root|home|tmp|content)/[\w.-]"),
+    "a trainer log dict": re.compile(r"\{'(loss|train_runtime|eval_\w+)':|'epoch': '?\d"),
+    "a p-value of zero": re.compile(r"(?<![\d.])0\.0000(?!\d)"),
+    "an unformatted float": re.compile(r"(?<![\d.])\d+\.\d00000(?!\d)"),
+}
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[Path(p).name for p in PAGES])
+def test_page_shows_no_raw_roles_nan_machine_paths_or_log_dicts(page):
+    path = HTML / f"{page}.html"
+    if not path.exists():
+        pytest.fail(f"{path}: not built")
+    html = _TEXT_OUTSIDE_SOURCE.sub(" ", path.read_text(encoding="utf-8"))
+    text = re.sub(r"<[^>]+>", " ", html)
+    found = []
+    for what, pattern in DIRT.items():
+        for match in list(pattern.finditer(text))[:2]:
+            found.append(f"{what}: ...{' '.join(text[max(0, match.start() - 70): match.end() + 50].split())}...")
+    assert not found, f"{page}:\n  " + "\n  ".join(found)
+
+
+# Every table (and every figure) fits the page's column: nothing runs off to the right or hides behind a scrollbar.
+_WIDE = """() => {
+    const column = document.querySelector('article.bd-article') || document.querySelector('main') || document.body;
+    const style = getComputedStyle(column);
+    const limit = column.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight) + 2;
+    const wide = [];
+    document.querySelectorAll('table').forEach(t => {
+        if (t.closest('pre, .highlight, .rank-distillm-source, details:not([open])')) return;
+        const width = Math.max(t.scrollWidth, t.getBoundingClientRect().width);
+        let box = t.parentElement, clipped = false;
+        while (box && box !== column) {
+            if (box.scrollWidth > box.clientWidth + 2 && getComputedStyle(box).overflowX !== 'visible') clipped = true;
+            box = box.parentElement;
+        }
+        if (width > limit || clipped) {
+            const head = [...t.querySelectorAll('th')].slice(0, 4).map(h => h.textContent.trim()).join(' | ');
+            wide.push(`${Math.round(width)}px > ${limit}px: ${head}`);
+        }
+    });
+    const small = [];
+    document.querySelectorAll('.cell_output img, figure img').forEach(img => {
+        const r = img.getBoundingClientRect();
+        if (r.width > 0 && (r.width < 0.45 * Math.min(limit, 720) || r.height < 150))
+            small.push(`${Math.round(r.width)}x${Math.round(r.height)}px: ${img.getAttribute('src')}`);
+    });
+    return {limit, wide, small};
+}"""
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[Path(p).name for p in PAGES])
+def test_tables_and_figures_fit_the_page_column(server, browser, page):
+    """At a laptop's width (1280 px: the sidebar open, the article column about 720 px wide)."""
+    tab = browser.new_page(viewport={"width": 1280, "height": 900})
+    try:
+        tab.goto(f"{server}/{page}.html", wait_until="load", timeout=60_000)
+        found = tab.evaluate(_WIDE)
+        assert not found["wide"], f"{page}: {len(found['wide'])} table(s) wider than the column:\n  " + "\n  ".join(found["wide"])
+        assert not found["small"], f"{page}: figure(s) too small to read:\n  " + "\n  ".join(found["small"])
+    finally:
+        tab.close()
