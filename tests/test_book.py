@@ -262,6 +262,12 @@ _WIDE = """() => {
             wide.push(`${Math.round(width)}px > ${limit}px: ${head}`);
         }
     });
+    // a code block in the prose (not a code cell, whose long lines scroll as in Jupyter) fits without a scrollbar
+    document.querySelectorAll('div[class^="highlight-"] pre').forEach(pre => {
+        if (pre.closest('.cell, .rank-distillm-source')) return;
+        if (pre.scrollWidth > pre.clientWidth + 2)
+            wide.push(`a code block, ${pre.scrollWidth}px in ${pre.clientWidth}px: ${pre.textContent.trim().slice(0, 60)}`);
+    });
     const small = [];
     document.querySelectorAll('.cell_output img, figure img').forEach(img => {
         const r = img.getBoundingClientRect();
@@ -279,7 +285,7 @@ def test_tables_and_figures_fit_the_page_column(server, browser, page):
     try:
         tab.goto(f"{server}/{page}.html", wait_until="load", timeout=60_000)
         found = tab.evaluate(_WIDE)
-        assert not found["wide"], f"{page}: {len(found['wide'])} table(s) wider than the column:\n  " + "\n  ".join(found["wide"])
+        assert not found["wide"], f"{page}: {len(found['wide'])} table(s) or code block(s) wider than the column:\n  " + "\n  ".join(found["wide"])
         assert not found["small"], f"{page}: figure(s) too small to read:\n  " + "\n  ".join(found["small"])
     finally:
         tab.close()
