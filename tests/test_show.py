@@ -112,6 +112,8 @@ def test_paths_are_shown_relative_to_the_data_folder_cache_and_home(data_dir, tm
 
     run = data_dir / "runs" / "trec-dl-2020" / "bm25.run"
     assert show.short_path(run) == "{data}/runs/trec-dl-2020/bm25.run"
+    folder = show.short_path(data_dir)  # the folder itself: where it is, not "{data}"
+    assert folder != "{data}" and not folder.startswith("/"), folder
     assert show.short_path(data.cache_dir() / "teacher" / "live.run") == "$RANK_DISTILLM_CACHE/teacher/live.run"
     monkeypatch.setenv("HOME", str(tmp_path))
     assert show.short_path(tmp_path / "notes" / "a.txt") == "~/notes/a.txt"

@@ -162,15 +162,27 @@ def _path_prefixes() -> list[tuple[Path, str]]:
     return sorted(prefixes, key=lambda p: len(p[0].parts), reverse=True)
 
 
+def _repository() -> Path | None:
+    """The source checkout this package runs from (an editable install), else ``None``."""
+    root = Path(__file__).resolve().parents[2]
+    return root if (root / "pyproject.toml").is_file() and (root / "notebooks").is_dir() else None
+
+
 def short_path(path: str | Path) -> str:
     """``path`` as a page shows it: below the data folder as ``{data}/...``, below the cache as
-    ``$RANK_DISTILLM_CACHE/...``, below home as ``~/...``; never this machine's absolute path."""
+    ``$RANK_DISTILLM_CACHE/...``, beside the repository as ``../shared/data``, below home as
+    ``~/...``; never this machine's absolute path."""
+    import os
+
     resolved = Path(path).expanduser().resolve()
     for folder, name in _path_prefixes():
-        if resolved == folder or folder in resolved.parents:
+        if folder in resolved.parents or (resolved == folder and not name.startswith("{")):
             rest = resolved.relative_to(folder).as_posix()
             return name if rest == "." else f"{name}/{rest}"
-    return Path(path).name
+    repo = _repository()
+    if repo is not None and os.path.commonpath([resolved, repo]) != resolved.anchor:
+        return Path(os.path.relpath(resolved, repo)).as_posix()  # the data folder itself: ../shared/data
+    return resolved.name
 
 
 def short_paths(text: str) -> str:
