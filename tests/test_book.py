@@ -224,7 +224,7 @@ DIRT = {
     "NaN": re.compile(r"(?<![\w.])NaN(?![\w])"),
     "an absolute path of the build machine": re.compile(r"(?<![\w.:/])/(work|root|home|tmp|content)/[\w.-]"),
     "a trainer log dict": re.compile(r"\{'(loss|train_runtime|eval_\w+)':|'epoch': '?\d"),
-    "a p-value of zero": re.compile(r"(?<![\d.])0\.0000(?!\d)"),
+    "a p-value of zero": re.compile(r"(?<![\d.+\-\u2212])0\.0000(?!\d)"),
     "an unformatted float": re.compile(r"(?<![\d.])\d+\.\d00000(?!\d)"),
 }
 
