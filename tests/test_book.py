@@ -224,7 +224,6 @@ DIRT = {
     "NaN": re.compile(r"(?<![\w.])NaN(?![\w])"),
     "an absolute path of the build machine": re.compile(r"(?<![\w.:/])/(work|root|home|tmp|content)/[\w.-]"),
     "a trainer log dict": re.compile(r"\{'(loss|train_runtime|eval_\w+)':|'epoch': '?\d"),
-    "a p-value of zero": re.compile(r"(?<![\d.+\-\u2212])0\.0000(?!\d)"),
     "an unformatted float": re.compile(r"(?<![\d.])\d+\.\d00000(?!\d)"),
 }
 
@@ -268,13 +267,25 @@ _WIDE = """() => {
         if (pre.scrollWidth > pre.clientWidth + 2)
             wide.push(`a code block, ${pre.scrollWidth}px in ${pre.clientWidth}px: ${pre.textContent.trim().slice(0, 60)}`);
     });
+    // a p-value column (its header "p", "p (Holm)", "p-value", ...) never shows 0.0000: below 0.001 it reads "< 0.001"
+    const zero_p = [];
+    document.querySelectorAll('table').forEach(t => {
+        const heads = [...t.querySelectorAll('thead tr:first-child th')].map(h => h.textContent.trim());
+        heads.forEach((h, col) => {
+            if (!/^p( |\(|$)|^p-value|^p value/i.test(h)) return;
+            t.querySelectorAll('tbody tr').forEach(row => {
+                const cell = row.children[col];
+                if (cell && /^0(\.0+)?(e[+-]?0+)?$/.test(cell.textContent.trim())) zero_p.push(`${h}: ${cell.textContent.trim()}`);
+            });
+        });
+    });
     const small = [];
     document.querySelectorAll('.cell_output img, figure img').forEach(img => {
         const r = img.getBoundingClientRect();
         if (r.width > 0 && (r.width < 0.45 * Math.min(limit, 720) || r.height < 150))
             small.push(`${Math.round(r.width)}x${Math.round(r.height)}px: ${img.getAttribute('src')}`);
     });
-    return {limit, wide, small};
+    return {limit, wide, small, zero_p};
 }"""
 
 
@@ -287,5 +298,6 @@ def test_tables_and_figures_fit_the_page_column(server, browser, page):
         found = tab.evaluate(_WIDE)
         assert not found["wide"], f"{page}: {len(found['wide'])} table(s) or code block(s) wider than the column:\n  " + "\n  ".join(found["wide"])
         assert not found["small"], f"{page}: figure(s) too small to read:\n  " + "\n  ".join(found["small"])
+        assert not found["zero_p"], f"{page}: p-values shown as zero (write < 0.001): {found['zero_p'][:4]}"
     finally:
         tab.close()
