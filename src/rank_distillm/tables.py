@@ -80,9 +80,15 @@ def _is_p_column(name) -> bool:
     return text == "p" or text.startswith(("p ", "p(", "p_", "p-value", "p value")) or text.endswith(" p")
 
 
-def number_format(values, digits: int = 3, p: bool = False):
+def _is_difference_column(name) -> bool:
+    text = str(name[-1] if isinstance(name, tuple) else name).strip().lower()
+    return text.startswith(("vs ", "\u0394", "diff", "difference"))
+
+
+def number_format(values, digits: int = 3, p: bool = False, signed: bool = False):
     """A formatter for one column: p-values as :func:`p_value`; whole numbers as integers (with
-    thousands separators); other numbers with ``digits`` decimals; text as it is; a dash for missing."""
+    thousands separators); other numbers with ``digits`` decimals (with a sign when ``signed``:
+    a difference); text as it is; a dash for missing."""
     import numbers
 
     numeric = [v for v in values if isinstance(v, numbers.Number) and not isinstance(v, bool)
@@ -97,9 +103,9 @@ def number_format(values, digits: int = 3, p: bool = False):
         if p:
             text = p_value(float(v))
             return "< 0.001" if text == "<0.001" else text
-        if whole:
+        if whole and not signed:
             return f"{int(v):,}"
-        return f"{float(v):,.{digits}f}"
+        return f"{float(v):+,.{digits}f}" if signed else f"{float(v):,.{digits}f}"
 
     return fmt
 
@@ -108,11 +114,12 @@ def readable(table, digits: int | Mapping[str, int] = 3, caption: str | None = N
     """``table`` (a DataFrame) as a page shows it, through :func:`styled`: each numeric column
     with fixed decimals (``digits``, or ``{column: digits}``; whole-number columns as integers),
     p-value columns (``p``, ``p (Holm)``, ``p_value``) as ``0.012`` or ``< 0.001``, a dash for
-    missing values (never ``NaN``), text as it is."""
+    missing values (never ``NaN``), differences (``vs ...``, ``diff``) with their sign, text as it is."""
     formats = {}
     for column in table.columns:
         places = digits.get(column, 3) if isinstance(digits, Mapping) else digits
-        formats[column] = number_format(list(table[column]), places, p=_is_p_column(column))
+        formats[column] = number_format(list(table[column]), places, p=_is_p_column(column),
+                                        signed=_is_difference_column(column))
     return styled(table, formats, caption=caption, nowrap=nowrap)
 
 
