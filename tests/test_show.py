@@ -105,3 +105,30 @@ def test_errors_say_what_is_wrong():
     with pytest.raises(TypeError, match="at least one"):
         show_source()
     assert isinstance(show_source(losses.make_loss), SourceCode)
+
+
+def test_paths_are_shown_relative_to_the_data_folder_cache_and_home(data_dir, tmp_path, monkeypatch):
+    from rank_distillm import data, show
+
+    run = data_dir / "runs" / "trec-dl-2020" / "bm25.run"
+    assert show.short_path(run) == "{data}/runs/trec-dl-2020/bm25.run"
+    folder = show.short_path(data_dir)  # the folder itself: where it is, not "{data}"
+    assert folder != "{data}" and not folder.startswith("/"), folder
+    assert show.short_path(data.cache_dir() / "teacher" / "live.run") == "$RANK_DISTILLM_CACHE/teacher/live.run"
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert show.short_path(tmp_path / "notes" / "a.txt") == "~/notes/a.txt"
+    message = f"{run} line 3: depth 101 is larger than the list"
+    assert show.short_paths(message) == "{data}/runs/trec-dl-2020/bm25.run line 3: depth 101 is larger than the list"
+    assert str(data_dir) not in show.short_paths(message)
+
+
+def test_settings_table_folds_a_profile_section():
+    from rank_distillm import show
+
+    table = show.settings_table({"lr": 3e-4, "stage1": {"epochs": 2, "loss": "infonce"}, "seed": None,
+                                 "long": "x" * 100})
+    assert table.rows == [("lr", "0.0003"), ("stage1.epochs", "2"), ("stage1.loss", "infonce"), ("seed", "-"),
+                          ("long", "x" * 67 + "...")]
+    page = table._repr_html_()
+    assert page.startswith("<details") and "<code>stage1.epochs</code>" in page and "(5)" in page
+    assert "stage1.loss" in str(table) and "{" not in str(table)

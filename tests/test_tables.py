@@ -58,3 +58,13 @@ def test_comparison_table_from_real_runs(runs_dir):
 
 def test_slug():
     assert tables.slug("RankGPT (gpt-3.5-turbo)") == "rankgpt__gpt_3_5_turbo"
+
+
+def test_readable_formats_every_column_for_reading():
+    frame = pd.DataFrame({"nDCG@10": [0.57421, math.nan], "queries": [97.0, 43.0], "p (Holm)": [0.00001, 0.0849],
+                          "pairs/s": [225.6, 12.53], "system": ["student", "teacher"], "vs student": [-0.0123, 0.0]})
+    html = tables.readable(frame, digits={"pairs/s": 1}).to_html()
+    for shown in ("0.574", "\u2013", ">97<", ">43<", "< 0.001", "0.085", "225.6", "12.5", "student", "-0.012", "+0.000"):
+        assert shown in html, shown
+    for hidden in ("nan", "NaN", "97.0", "225.600000", "0.0000"):
+        assert hidden not in html, hidden

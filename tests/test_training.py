@@ -263,3 +263,37 @@ def test_heldout_selection_has_epoch_0_as_a_candidate(data_dir, tmp_path, scores
     kept = _weights(model)
     same = all(torch.equal(start[k], kept[k]) for k in start)
     assert same == (chosen == 0)  # epoch 0 chosen: the stage leaves the model as it came
+
+def test_training_prints_no_log_dicts_and_keeps_its_progress_bar(data_dir, tmp_path, capfd):
+    """A page shows the progress bar, not a ``{'loss': ...}`` line per logging step; the losses stay in the metrics."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    stage2 = dict(load_profile("smoke")["training"]["stage2"], epochs=1)
+    p = _tiny(**{"training.stage2": stage2, "training.max_queries": 1, "training.warmup_ratio": 0.0,
+                 "training.queries_per_batch": 1, "training.logging_steps": 1, "training.progress_bar": True})
+    ds = training.training_lists(p, "dl20")["stage2"]
+    model = training.new_model(p["training"])
+    capfd.readouterr()
+    m = training.train_stage(model, ds.select([0] * 4), loss_name="ranknet", stage=stage2, cfg=p["training"],
+                             out_dir=tmp_path / "s2", checkpoints=False)
+    out = capfd.readouterr()
+    printed = out.out + out.err
+    assert len(m["train_loss"]) == 4
+    assert "{'loss'" not in printed and "'epoch'" not in printed, printed[-500:]
+    assert "it/s]" in printed or "s/it]" in printed, "the progress bar is gone"
+
+    class Fake:
+        def __init__(self):
+            self.callbacks = [ProgressCallback(), PrinterCallback()]
+
+        def pop_callback(self, cls):
+            found = next((c for c in self.callbacks if isinstance(c, cls)), None)
+            if found is not None:
+                self.callbacks.remove(found)
+            return found
+
+        def add_callback(self, cls):
+            self.callbacks.append(cls())
+
+    quiet = training.quiet_logs(Fake()).callbacks
+    assert len(quiet) == 1 and isinstance(quiet[0], ProgressCallback) and type(quiet[0]) is not ProgressCallback

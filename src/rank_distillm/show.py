@@ -136,3 +136,101 @@ def show_source(*objects, docstring: Docstring = "summary") -> SourceCode:
     if not objects:
         raise TypeError("show_source needs at least one function, class or module")
     return SourceCode([source_block(obj, docstring) for obj in objects])
+
+
+# --- Paths and settings as a page shows them -----------------------------------------------------------------
+
+
+def _path_prefixes() -> list[tuple[Path, str]]:
+    """(folder, how a page names it), the most specific first: the data folder as ``{data}`` (as
+    the profiles write it), the cache as ``$RANK_DISTILLM_CACHE``, the Python environment, home."""
+    import os
+    import sys
+
+    from . import data
+
+    prefixes = []
+    found = data.data_dir(required=False)
+    if found is not None:
+        prefixes.append((Path(found).resolve(), "{data}"))
+    prefixes.append((data.cache_dir().resolve(), f"${data.CACHE_ENV}"))
+    prefixes.append((Path(sys.prefix).resolve(), "<python>"))
+    prefixes.append((Path.home().resolve(), "~"))
+    if os.environ.get("TMPDIR"):
+        prefixes.append((Path(os.environ["TMPDIR"]).resolve(), "<tmp>"))
+    prefixes.append((Path("/tmp"), "<tmp>"))
+    return sorted(prefixes, key=lambda p: len(p[0].parts), reverse=True)
+
+
+def _repository() -> Path | None:
+    """The source checkout this package runs from (an editable install), else ``None``."""
+    root = Path(__file__).resolve().parents[2]
+    return root if (root / "pyproject.toml").is_file() and (root / "notebooks").is_dir() else None
+
+
+def short_path(path: str | Path) -> str:
+    """``path`` as a page shows it: below the data folder as ``{data}/...``, below the cache as
+    ``$RANK_DISTILLM_CACHE/...``, beside the repository as ``../shared/data``, below home as
+    ``~/...``; never this machine's absolute path."""
+    import os
+
+    resolved = Path(path).expanduser().resolve()
+    for folder, name in _path_prefixes():
+        if folder in resolved.parents or (resolved == folder and not name.startswith("{")):
+            rest = resolved.relative_to(folder).as_posix()
+            return name if rest == "." else f"{name}/{rest}"
+    repo = _repository()
+    if repo is not None and os.path.commonpath([resolved, repo]) != resolved.anchor:
+        return Path(os.path.relpath(resolved, repo)).as_posix()  # the data folder itself: ../shared/data
+    return resolved.name
+
+
+def short_paths(text: str) -> str:
+    """``text`` (a message, a log line) with every absolute path of :func:`short_path`'s folders shortened."""
+    for folder, name in _path_prefixes():
+        text = text.replace(str(folder), name)
+    return text
+
+
+def settings_table(cfg: dict, title: str = "The profile's settings") -> SettingsTable:
+    """A profile section (``teacher_cfg``) as a compact two-column table, folded under ``title``.
+
+    The top of a chapter shows which settings it runs with without a page of raw dictionary:
+    nested sections become ``stage1.lr``, lists and long values are shortened, paths stay as
+    the profile writes them (``{data}/...``).
+    """
+    rows = []
+
+    def walk(prefix: str, value) -> None:
+        if isinstance(value, dict) and value:
+            for key, item in value.items():
+                walk(f"{prefix}.{key}" if prefix else str(key), item)
+        else:
+            text = "-" if value is None else str(value)
+            rows.append((prefix, text if len(text) <= 70 else text[:67] + "..."))
+
+    walk("", cfg)
+    return SettingsTable(title, rows)
+
+
+@dataclass
+class SettingsTable:
+    title: str
+    rows: list[tuple[str, str]]
+
+    def __str__(self) -> str:
+        width = max((len(k) for k, _ in self.rows), default=0)
+        return "\n".join([self.title] + [f"  {k.ljust(width)}  {v}" for k, v in self.rows])
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def _repr_pretty_(self, printer, cycle) -> None:
+        printer.text(str(self))
+
+    def _repr_html_(self) -> str:
+        body = "".join(f"<tr><td><code>{html.escape(k)}</code></td><td>{html.escape(v)}</td></tr>"
+                       for k, v in self.rows)
+        return (f'<details class="rank-distillm-settings"><summary>{html.escape(self.title)} '
+                f"({len(self.rows)})</summary><table><thead><tr><th>setting</th><th>value</th></tr></thead>"
+                f"<tbody>{body}</tbody></table></details>")

@@ -12,6 +12,8 @@ every chapter names a measure the same way:
   per year and system, with the mean, its confidence interval, the difference to the
   baseline (``*`` where it is significant after Holm's correction) and the corrected p-value;
   :func:`verdicts`: the same as sentences;
+- :func:`readable`: any numeric table as a page shows it: fixed decimals per column, whole
+  numbers without decimals, p-values as ``< 0.001``, a dash for missing values;
 - :func:`constant_columns`: the measures that cannot tell the rows apart (R@100 of
   re-rankings of the same top-100), which a table leaves out.
 """
@@ -71,6 +73,54 @@ def p_value(p: float) -> str:
     if p is None or (isinstance(p, float) and math.isnan(p)):
         return DASH
     return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _is_p_column(name) -> bool:
+    text = str(name[-1] if isinstance(name, tuple) else name).strip().lower()
+    return text == "p" or text.startswith(("p ", "p(", "p_", "p-value", "p value")) or text.endswith(" p")
+
+
+def _is_difference_column(name) -> bool:
+    text = str(name[-1] if isinstance(name, tuple) else name).strip().lower()
+    return text.startswith(("vs ", "\u0394", "diff", "difference"))
+
+
+def number_format(values, digits: int = 3, p: bool = False, signed: bool = False):
+    """A formatter for one column: p-values as :func:`p_value`; whole numbers as integers (with
+    thousands separators); other numbers with ``digits`` decimals (with a sign when ``signed``:
+    a difference); text as it is; a dash for missing."""
+    import numbers
+
+    numeric = [v for v in values if isinstance(v, numbers.Number) and not isinstance(v, bool)
+               and not (isinstance(v, float) and math.isnan(v))]
+    whole = bool(numeric) and all(float(v).is_integer() for v in numeric)
+
+    def fmt(v) -> str:
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return DASH
+        if isinstance(v, bool) or not isinstance(v, numbers.Number):
+            return str(v)
+        if p:
+            text = p_value(float(v))
+            return "< 0.001" if text == "<0.001" else text
+        if whole and not signed:
+            return f"{int(v):,}"
+        return f"{float(v):+,.{digits}f}" if signed else f"{float(v):,.{digits}f}"
+
+    return fmt
+
+
+def readable(table, digits: int | Mapping[str, int] = 3, caption: str | None = None, nowrap: Sequence[str] = ()):
+    """``table`` (a DataFrame) as a page shows it, through :func:`styled`: each numeric column
+    with fixed decimals (``digits``, or ``{column: digits}``; whole-number columns as integers),
+    p-value columns (``p``, ``p (Holm)``, ``p_value``) as ``0.012`` or ``< 0.001``, a dash for
+    missing values (never ``NaN``), differences (``vs ...``, ``diff``) with their sign, text as it is."""
+    formats = {}
+    for column in table.columns:
+        places = digits.get(column, 3) if isinstance(digits, Mapping) else digits
+        formats[column] = number_format(list(table[column]), places, p=_is_p_column(column),
+                                        signed=_is_difference_column(column))
+    return styled(table, formats, caption=caption, nowrap=nowrap)
 
 
 def comparison_table(comparisons: Mapping[str, "Comparison"], measures: Sequence[str] = (),  # noqa: F821

@@ -354,6 +354,23 @@ def trainer_arguments(cfg: dict, stage: dict, out_dir: Path, model, total_steps:
     )
 
 
+def quiet_logs(trainer):
+    """``trainer`` without its printed log dicts (``{'loss': ..., 'epoch': ...}`` lines in a page's
+    output); the progress bar stays, and every logged value is still in ``trainer.state.log_history``."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    class QuietProgress(ProgressCallback):
+        """transformers' progress bar without its ``on_log``, which writes each log dict below the bar."""
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            return None
+
+    if trainer.pop_callback(ProgressCallback) is not None:
+        trainer.add_callback(QuietProgress)
+    trainer.pop_callback(PrinterCallback)
+    return trainer
+
+
 def train_stage(
     model,
     dataset,
@@ -390,8 +407,8 @@ def train_stage(
     total_steps = int(stage.get("max_steps") or 0) or steps_per_epoch * stage["epochs"]
     args = trainer_arguments(cfg, stage, out_dir, model, total_steps, evaluator is not None, checkpoints)
     timer = StepTimer(_pairs(train_ds) / steps_per_epoch)  # the one throughput measurement (rank_distillm.throughput)
-    trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=train_ds, loss=loss, evaluator=evaluator,
-                                  callbacks=[*(callbacks or []), timer])
+    trainer = quiet_logs(CrossEncoderTrainer(model=model, args=args, train_dataset=train_ds, loss=loss,
+                                             evaluator=evaluator, callbacks=[*(callbacks or []), timer]))
     checkpoint = _last_checkpoint(out_dir) if resume and checkpoints else None
     # epoch 0 is a candidate too: the model as it enters the stage, scored before any step (a resumed run's
     # model is still that one here: the trainer loads the checkpoint inside train())

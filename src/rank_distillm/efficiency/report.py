@@ -95,6 +95,13 @@ def _jobs(P: dict, student_depths: list[int], teacher_depths: list[int], cands: 
     return jobs
 
 
+def _shown(text) -> str:
+    """A model name or message for the log: paths as a page shows them (``$RANK_DISTILLM_CACHE/...``)."""
+    from ..show import short_paths
+
+    return short_paths(str(text))
+
+
 def run_bench(P: dict, depths: Sequence[int] | None = None, log=print, out: str | os.PathLike | None = None) -> dict:
     """The profile's benchmark: the student (each backend and variant) and the teacher, each in its own process.
 
@@ -133,7 +140,7 @@ def run_bench(P: dict, depths: Sequence[int] | None = None, log=print, out: str 
         out.parent.mkdir(parents=True, exist_ok=True)
         done = {bench_key(r) for r in read_bench_rows(out)}
         if done:
-            log(f"[bench] {out}: {len(done)} row(s) already measured, not measured again")
+            log(f"[bench] {_shown(out)}: {len(done)} row(s) already measured, not measured again")
     planned: list[tuple] = []
     records = []
     for kind, spec, ds, backend, qs, repeats, with_quality in _jobs(P, student_depths, teacher_depths, cands):
@@ -144,16 +151,16 @@ def run_bench(P: dict, depths: Sequence[int] | None = None, log=print, out: str 
         planned.extend(keys)
         todo = [d for d, key in zip(ds, keys) if key not in done]
         if not todo:
-            log(f"[bench] {kind} {spec['model']} ({backend}): depths {ds} already in {out}")
+            log(f"[bench] {kind} {_shown(spec['model'])} ({backend}): depths {ds} already in {_shown(out)}")
             continue
-        log(f"[bench] {kind} {spec['model']} ({backend}) at depths {todo}, {len(qs)} queries x {repeats}"
+        log(f"[bench] {kind} {_shown(spec['model'])} ({backend}) at depths {todo}, {len(qs)} queries x {repeats}"
             + (f"; then {len(quality)} queries' top-{P['quality_depth']}" if with_quality else "") + " ...")
         try:
             result = measure_in_subprocess(kind, spec, qs, todo, repeats, P["warmup"], backend, out=out,
                                            quality=quality if with_quality else None, quality_depth=P.get("quality_depth"))
         except (RuntimeError, ImportError) as error:
             if kind == "student" and backend != "torch":
-                log(f"[bench] skipped {backend}: {error}")
+                log(f"[bench] skipped {backend}: {_shown(str(error))}")
                 continue
             raise
         records.extend(result["records"])
