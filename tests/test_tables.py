@@ -15,6 +15,7 @@ from .conftest import DL19, DL20
 def test_measure_and_p_value_labels():
     assert [tables.measure_label(m) for m in ("nDCG@10", "RR(rel=2)@10", "AP(rel=2)")] == ["nDCG@10", "MRR@10", "MAP"]
     assert [tables.p_value(p) for p in (0.04321, 0.0004, math.nan, None)] == ["0.043", "<0.001", "\u2013", "\u2013"]
+    assert [tables.p_cell(p) for p in (0.04321, 0.0004)] == ["0.043", "< 0.001"]
     assert tables.year_label("dl19") == "DL19"
 
 

@@ -258,7 +258,7 @@ def precompute_states(profile: dict, pool: Pool, progress: bool = True) -> dict:
     segments added. ``pairs.json`` beside it lists the digests of the pair sets it covers, so a covered
     pool is answered without tokenizing. Returns figures (``cached``: nothing was computed).
     """
-    from .passage_states import StateStore, precomputed_student
+    from .passage_states import StateStore, lower_fingerprint, precomputed_student
 
     folder = _states_dir(profile)
     pairs = state_pairs(profile, pool)
@@ -266,7 +266,7 @@ def precompute_states(profile: dict, pool: Pool, progress: bool = True) -> dict:
     covered_file = folder / "pairs.json"
     covered = json.loads(covered_file.read_text()) if covered_file.is_file() else []
     student = training.new_model(profile["training"])
-    fingerprint = precomputed_student(student, StateStore("float16", student[0].model.config.hidden_size))[0].fingerprint
+    fingerprint = lower_fingerprint(student[0])  # what precomputed_student checks a store against
     if (folder / "index.json").is_file():
         store = StateStore.load(folder, fingerprint=fingerprint)
         if digest in covered:

@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 from .efficiency.report import PAPER_MEMORY_RATIO, PAPER_SPEEDUP
+from .tables import p_cell
 
 REPRODUCED, NOT_AT_THIS_SCALE, NEEDS_GPU = "reproduced", "not at this scale", "needs the gpu profile"
 STATUSES = (REPRODUCED, NOT_AT_THIS_SCALE, NEEDS_GPU)
@@ -271,11 +272,6 @@ def two_figures(year_to_year: Mapping, kfold: Mapping) -> str:
             f"about {kfold['training_queries']:.0f} queries of both years. "
             f"The two figures cover {where}, re-ranked by different students, and differ by {diff:+.4f}. "
             f"The k-fold figure is the chapter's result: more training queries per student, and a control on the same queries.")
-
-
-def p_cell(p: float) -> str:
-    """A p-value for a table cell: ``< 0.001`` or ``0.042``."""
-    return "< 0.001" if p < 0.001 else f"{p:.3f}"
 
 
 def kfold_table(scores: "pandas.DataFrame", names: Mapping[str, str], margin: float,  # noqa: F821

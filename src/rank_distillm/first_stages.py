@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from . import data
+from .errors import ProfileError
 
 MEASURES = ("nDCG@10", "R(rel=2)@100")
 RANKLLM_SETTINGS = "RankVicuna-7B (castorini/rank_llm at cf43c27): window 20, stride 10, top-100, from the bottom up"
@@ -42,9 +43,9 @@ def run_spec(profile: dict, name: str, year: str) -> str:
     specs = own["run"] if own else (profile.get("evaluation", {}).get("first_stages") or {}).get(name)
     if not specs:
         known = names(profile) + list((profile.get("evaluation", {}).get("first_stages") or {}))
-        raise KeyError(f"data.first_stages: no first stage named {name!r} (known: {', '.join(known)})")
+        raise ProfileError(f"data.first_stages: no first stage named {name!r} (known: {', '.join(known)})")
     if year not in specs:
-        raise KeyError(f"data.first_stages.{name}: no run for year {year!r} (has {', '.join(specs)})")
+        raise ProfileError(f"data.first_stages.{name}: no run for year {year!r} (has {', '.join(specs)})")
     return specs[year]
 
 

@@ -75,6 +75,11 @@ def p_value(p: float) -> str:
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
+def p_cell(p: float) -> str:
+    """A p-value for a table a page shows: ``< 0.001`` or ``0.042`` (:func:`p_value` with a space)."""
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
 def _is_p_column(name) -> bool:
     text = str(name[-1] if isinstance(name, tuple) else name).strip().lower()
     return text == "p" or text.startswith(("p ", "p(", "p_", "p-value", "p value")) or text.endswith(" p")
@@ -101,8 +106,7 @@ def number_format(values, digits: int = 3, p: bool = False, signed: bool = False
         if isinstance(v, bool) or not isinstance(v, numbers.Number):
             return str(v)
         if p:
-            text = p_value(float(v))
-            return "< 0.001" if text == "<0.001" else text
+            return p_cell(float(v))
         if whole and not signed:
             return f"{int(v):,}"
         return f"{float(v):+,.{digits}f}" if signed else f"{float(v):,.{digits}f}"

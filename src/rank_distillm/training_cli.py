@@ -54,7 +54,6 @@ def check_training_profile(profile: dict, loss: str | None = None, train_year: s
     a :class:`~rank_distillm.data.DataError` names the field, so that nothing is trained and no
     folder is made for a job that would fail (or, worse, "succeed" with ``epochs: -1``).
     """
-    from .data import DataError
     from .losses import LOSS_NAMES
     from .losses.ranknet import LOG_BASES
     from .losses.registry import ALIASES
